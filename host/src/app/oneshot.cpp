@@ -1,0 +1,72 @@
+#include "app/oneshot.h"
+
+#include "app/output_dir.h"
+#include "model/causal_lm.h"
+#include "plugin/params_check.h"
+#include "plugin/plugin_registry.h"
+#include "recipe/recipe.h"
+#include "session/pipeline.h"
+#include "session/session.h"
+#include "util/error.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace llmc {
+
+namespace fs = std::filesystem;
+
+at::ScalarType dtype_parse(const std::string &s) {
+    if (s == "float32" || s == "fp32") return at::kFloat;
+    if (s == "bfloat16" || s == "bf16") return at::kBFloat16;
+    fail("unknown --dtype '{}' (valid: float32, bfloat16)", s);
+}
+
+void oneshot_run(const oneshot_options &opt) {
+    // Everything that can be checked without the model is checked first, so a bad recipe fails
+    // in milliseconds and nothing is written.
+    plugin_registry reg;
+    for (const auto &d : opt.plugin_dirs) reg.scan(d);
+    recipe r = recipe_load_file(opt.recipe);
+    std::vector<std::shared_ptr<plugin_library>> libs;
+    for (const auto &m : r.modifiers) {
+        auto lib = reg.find(m.class_name);
+        if (!lib) fail("{}: unknown modifier '{}' (available: {})", m.where, m.class_name, reg.available());
+        std::string why = params_check(lib->params(), nlohmann::json::parse(m.args.dump()));
+        if (!why.empty()) fail("{}: {}: {}", m.where, m.class_name, why);
+        libs.push_back(lib);
+    }
+    const pipeline_kind kind = pipeline_parse(opt.pipeline);
+    output_dir out(opt.output, opt.overwrite); // refuses an existing output before the long work
+
+    auto model = causal_lm::load(opt.model, dtype_parse(opt.dtype));
+    session s(*model);
+    for (size_t i = 0; i < r.modifiers.size(); ++i) s.add_modifier(libs[i], r.modifiers[i].args, r.modifiers[i].where);
+
+    pipeline_options popt;
+    popt.kind = kind;
+    if (!opt.data.path.empty()) {
+        dataset_options d = opt.data;
+        d.max_seq_length = std::min<int64_t>(d.max_seq_length, model->config().max_position_embeddings);
+        popt.batches = dataset_load_ids(d, model->config().vocab_size);
+        spdlog::info("calibration: {} samples from {}", popt.batches.size(), d.path);
+    }
+
+    s.initialize();
+    pipeline_run(s, popt);
+    s.finalize();
+
+    // Save: the model, then the recipe as llm-compressor writes it (defaults filled in).
+    model->save(out.staging());
+    recipe saved = r;
+    for (size_t i = 0; i < saved.modifiers.size(); ++i)
+        saved.modifiers[i].args = params_with_defaults(libs[i]->params(), saved.modifiers[i].args);
+    std::ofstream(fs::path(out.staging()) / "recipe.yaml") << recipe_to_yaml(saved);
+    out.copy_side_files(opt.model);
+    out.commit();
+    spdlog::info("wrote {}", opt.output);
+}
+
+} // namespace llmc

@@ -1,0 +1,725 @@
+#include "io/safetensors.h"
+
+#include "util/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#if __has_include(<c10/util/Float8_e4m3fn.h>)
+#define LLMC_HAVE_ATEN_FLOAT8 1 // PyTorch >= 2.1: float8 tensors can be written directly
+#endif
+
+namespace fs = std::filesystem;
+
+namespace llmc {
+
+namespace {
+
+constexpr uint64_t max_header_bytes = 100ull * 1000 * 1000;
+constexpr int max_json_depth = 64;
+
+struct dtype_entry {
+    const char *name;
+    size_t size;
+    at::ScalarType type;
+    bool raw_codes;
+};
+
+// The dtypes we accept; F8 has no ATen type in LibTorch 1.13, so those are read as byte codes.
+const dtype_entry dtype_table[] = {
+    {"BF16", 2, at::kBFloat16, false}, {"F16", 2, at::kHalf, false},   {"F32", 4, at::kFloat, false},
+    {"F64", 8, at::kDouble, false},    {"I8", 1, at::kChar, false},    {"U8", 1, at::kByte, false},
+    {"I16", 2, at::kShort, false},     {"I32", 4, at::kInt, false},    {"I64", 8, at::kLong, false},
+    {"BOOL", 1, at::kBool, false},     {"F8_E4M3", 1, at::kByte, true}, {"F8_E5M2", 1, at::kByte, true},
+};
+
+const dtype_entry *find_dtype(const std::string &name) {
+    for (const auto &d : dtype_table)
+        if (name == d.name)
+            return &d;
+    return nullptr;
+}
+
+std::string known_dtypes() {
+    std::string s;
+    for (const auto &d : dtype_table)
+        s += (s.empty() ? "" : ", ") + std::string(d.name);
+    return s;
+}
+
+// Overflow-checked product of the shape times the element size.
+bool byte_length(const std::vector<int64_t> &shape, size_t elem, uint64_t &out) {
+    uint64_t n = elem;
+    for (int64_t d : shape) {
+        if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n))
+            return false;
+    }
+    out = n;
+    return true;
+}
+
+// nlohmann's parser is fine with depth, but destroying a hostile, very deep document is
+// recursive; real headers are two levels deep, so refuse anything deep before parsing.
+bool json_depth_ok(const char *p, size_t n) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < n; ++i) {
+        char c = p[i];
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_json_depth)
+                return false;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return true;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+void write_le64(std::FILE *f, uint64_t v) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; ++i)
+        b[i] = static_cast<unsigned char>(v >> (8 * i));
+    if (std::fwrite(b, 1, 8, f) != 8)
+        fail("cannot write: {}", errno_text());
+}
+
+bool is_shard_file_name(const std::string &name) {
+    static const std::regex re(R"(model-\d{5}-of-\d{5}\.safetensors)");
+    return std::regex_match(name, re);
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// dtypes
+
+size_t safetensors_dtype_size(const std::string &dtype) {
+    const dtype_entry *d = find_dtype(dtype);
+    if (!d)
+        fail("unknown safetensors dtype '{}' (known: {})", dtype, known_dtypes());
+    return d->size;
+}
+
+bool safetensors_dtype_known(const std::string &dtype) { return find_dtype(dtype) != nullptr; }
+
+at::ScalarType safetensors_scalar_type(const std::string &dtype) {
+    const dtype_entry *d = find_dtype(dtype);
+    if (!d)
+        fail("unknown safetensors dtype '{}' (known: {})", dtype, known_dtypes());
+    return d->type;
+}
+
+std::string safetensors_dtype_name(at::ScalarType type) {
+#ifdef LLMC_HAVE_ATEN_FLOAT8
+    if (type == at::ScalarType::Float8_e4m3fn)
+        return "F8_E4M3";
+    if (type == at::ScalarType::Float8_e5m2)
+        return "F8_E5M2";
+#endif
+    for (const auto &d : dtype_table)
+        if (!d.raw_codes && d.type == type)
+            return d.name;
+    fail("tensor type {} has no safetensors dtype", c10::toString(type));
+}
+
+int64_t safetensors_tensor_info::numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape)
+        n *= d;
+    return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// safetensors_file
+
+struct safetensors_file::mapping {
+    void *addr = nullptr;
+    size_t size = 0;
+    ~mapping() {
+        if (addr)
+            ::munmap(addr, size);
+    }
+};
+
+safetensors_file::safetensors_file(const std::string &path) : path_(path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail("{}: cannot open: {}", path, errno_text());
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        ::close(fd);
+        fail("{}: cannot stat: {}", path, errno_text());
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        fail("{}: not a regular file", path);
+    }
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size < 8) {
+        ::close(fd);
+        fail("{}: truncated safetensors file ({} bytes, the header length alone takes 8)", path, size);
+    }
+    // Private and copy-on-write: tensors may be modified in memory, the file never is.
+    void *addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    int mmap_errno = errno;
+    ::close(fd);
+    if (addr == MAP_FAILED)
+        fail("{}: cannot mmap: {}", path, std::strerror(mmap_errno));
+    map_ = std::make_shared<mapping>();
+    map_->addr = addr;
+    map_->size = size;
+
+    const auto *base = static_cast<const uint8_t *>(addr);
+    uint64_t header_len = 0;
+    for (int i = 0; i < 8; ++i)
+        header_len |= static_cast<uint64_t>(base[i]) << (8 * i);
+    if (header_len > size - 8)
+        fail("{}: header length {} is larger than the file allows ({} bytes after the length); truncated or "
+             "not a safetensors file",
+             path, header_len, size - 8);
+    if (header_len >= max_header_bytes)
+        fail("{}: header length {} exceeds the 100 MB limit", path, header_len);
+    data_offset_ = 8 + header_len;
+    const uint64_t data_size = size - data_offset_;
+
+    const char *hp = reinterpret_cast<const char *>(base + 8);
+    if (!json_depth_ok(hp, header_len))
+        fail("{}: header JSON is nested deeper than {} levels", path, max_json_depth);
+    nlohmann::ordered_json header;
+    // The parser keeps the last of duplicate keys; a tensor named twice is ambiguous, so look.
+    std::unordered_map<std::string, int> top_keys;
+    std::string duplicate;
+    auto watch_keys = [&](int depth, nlohmann::ordered_json::parse_event_t ev, nlohmann::ordered_json &parsed) {
+        if (ev == nlohmann::ordered_json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+            top_keys[parsed.get<std::string>()]++ == 1 && duplicate.empty())
+            duplicate = parsed.get<std::string>();
+        return true;
+    };
+    try {
+        header = nlohmann::ordered_json::parse(hp, hp + header_len, watch_keys);
+    } catch (const nlohmann::json::exception &e) {
+        fail("{}: header is not valid JSON: {}", path, e.what());
+    }
+    if (!header.is_object())
+        fail("{}: header is not a JSON object", path);
+    if (!duplicate.empty())
+        fail("{}: tensor '{}' appears twice in the header", path, duplicate);
+
+    std::vector<safetensors_tensor_info> infos;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+        const std::string &name = it.key();
+        const auto &v = it.value();
+        if (name == "__metadata__") {
+            if (!v.is_object())
+                fail("{}: __metadata__ is not a JSON object", path);
+            for (auto m = v.begin(); m != v.end(); ++m) {
+                if (!m.value().is_string())
+                    fail("{}: __metadata__ entry '{}' is not a string", path, m.key());
+                metadata_[m.key()] = m.value().get<std::string>();
+            }
+            continue;
+        }
+        if (!v.is_object())
+            fail("{}: tensor '{}': header entry is not a JSON object", path, name);
+        auto dt = v.find("dtype");
+        auto sh = v.find("shape");
+        auto off = v.find("data_offsets");
+        if (dt == v.end() || sh == v.end() || off == v.end())
+            fail("{}: tensor '{}': header entry needs dtype, shape and data_offsets", path, name);
+        if (!dt->is_string())
+            fail("{}: tensor '{}': dtype is not a string", path, name);
+        safetensors_tensor_info info;
+        info.name = name;
+        info.dtype = dt->get<std::string>();
+        const dtype_entry *d = find_dtype(info.dtype);
+        if (!d)
+            fail("{}: tensor '{}': unsupported dtype '{}' (supported: {})", path, name, info.dtype, known_dtypes());
+        info.scalar_type = d->type;
+        info.raw_codes = d->raw_codes;
+        if (!sh->is_array())
+            fail("{}: tensor '{}': shape is not an array", path, name);
+        for (const auto &dim : *sh) {
+            if (!dim.is_number_unsigned() || dim.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+                fail("{}: tensor '{}': shape {} has an entry that is not a non-negative integer", path, name,
+                     sh->dump());
+            info.shape.push_back(static_cast<int64_t>(dim.get<uint64_t>()));
+        }
+        if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+            !(*off)[1].is_number_unsigned())
+            fail("{}: tensor '{}': data_offsets must be two non-negative integers", path, name);
+        info.begin = (*off)[0].get<uint64_t>();
+        info.end = (*off)[1].get<uint64_t>();
+        if (info.begin > info.end)
+            fail("{}: tensor '{}': data_offsets [{}, {}] begin after end", path, name, info.begin, info.end);
+        if (info.end > data_size)
+            fail("{}: tensor '{}': data_offsets [{}, {}] lie outside the data section ({} bytes); truncated file?",
+                 path, name, info.begin, info.end, data_size);
+        uint64_t expected = 0;
+        if (!byte_length(info.shape, d->size, expected))
+            fail("{}: tensor '{}': shape {} overflows", path, name, sh->dump());
+        if (expected != info.nbytes())
+            fail("{}: tensor '{}': {} bytes in data_offsets but shape {} of {} needs {}", path, name, info.nbytes(),
+                 sh->dump(), info.dtype, expected);
+        infos.push_back(std::move(info));
+    }
+
+    // File order is data order; a stable sort keeps header order among empty tensors.
+    std::stable_sort(infos.begin(), infos.end(),
+                     [](const auto &a, const auto &b) { return a.begin < b.begin; });
+    const safetensors_tensor_info *prev = nullptr;
+    for (const auto &info : infos) {
+        if (info.nbytes() == 0)
+            continue;
+        if (prev && info.begin < prev->end)
+            fail("{}: tensor '{}' (bytes [{}, {})) overlaps tensor '{}' (bytes [{}, {}))", path, info.name,
+                 info.begin, info.end, prev->name, prev->begin, prev->end);
+        prev = &info;
+    }
+    for (auto &info : infos) {
+        names_.push_back(info.name);
+        index_.emplace(info.name, std::move(info));
+    }
+}
+
+safetensors_file::~safetensors_file() = default;
+
+uint64_t safetensors_file::file_size() const { return map_->size; }
+
+const safetensors_tensor_info &safetensors_file::info(const std::string &name) const {
+    auto it = index_.find(name);
+    if (it == index_.end())
+        fail("{}: no tensor named '{}'", path_, name);
+    return it->second;
+}
+
+byte_span safetensors_file::raw(const std::string &name) const {
+    const auto &i = info(name);
+    return {static_cast<const uint8_t *>(map_->addr) + data_offset_ + i.begin, static_cast<size_t>(i.nbytes())};
+}
+
+at::Tensor safetensors_file::tensor(const std::string &name) const {
+    const auto &i = info(name);
+    byte_span bytes = raw(name);
+    auto options = at::TensorOptions().dtype(i.scalar_type).device(at::kCPU);
+    if (i.scalar_type == at::kBool) {
+        // Bytes other than 0/1 are not valid bools for ATen.
+        for (size_t k = 0; k < bytes.size; ++k)
+            if (bytes.data[k] > 1)
+                fail("{}: tensor '{}': BOOL value {} at element {} is not 0 or 1", path_, name, bytes.data[k], k);
+    }
+    const size_t elem = safetensors_dtype_size(i.dtype);
+    if (bytes.size == 0 || reinterpret_cast<uintptr_t>(bytes.data) % elem != 0) {
+        // Empty or misaligned (the format does not promise alignment): copy instead of viewing.
+        at::Tensor t = at::empty(i.shape, options);
+        if (bytes.size)
+            std::memcpy(t.data_ptr(), bytes.data, bytes.size);
+        return t;
+    }
+    auto keep = map_;
+    return at::from_blob(const_cast<uint8_t *>(bytes.data), i.shape, [keep](void *) mutable { keep.reset(); },
+                         options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// safetensors_model
+
+safetensors_model::safetensors_model(const std::string &dir) : dir_(dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        fail("{}: not a model directory", dir);
+    const fs::path single = fs::path(dir) / "model.safetensors";
+    const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+    // transformers prefers the single file when both exist; so do we.
+    if (fs::exists(single, ec)) {
+        files_.push_back(std::make_unique<safetensors_file>(single.string()));
+        for (const auto &n : files_[0]->names()) {
+            names_.push_back(n);
+            where_[n] = files_[0].get();
+        }
+        return;
+    }
+    if (fs::exists(index, ec)) {
+        open_index(index.string());
+        return;
+    }
+    // No safetensors: say why if it is a pickle checkpoint, which we never unpickle.
+    std::vector<std::string> pickles;
+    for (const auto &e : fs::directory_iterator(dir, ec)) {
+        const std::string f = e.path().filename().string();
+        const std::string ext = e.path().extension().string();
+        if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".ckpt" || f == "pytorch_model.bin.index.json")
+            pickles.push_back(f);
+    }
+    std::sort(pickles.begin(), pickles.end());
+    if (!pickles.empty()) {
+        std::string list;
+        for (const auto &p : pickles)
+            list += (list.empty() ? "" : ", ") + p;
+        fail("{}: holds a pickle checkpoint ({}) and no safetensors; llmc does not load pickle files (they can run "
+             "code). Convert it to safetensors first, e.g. in Python: AutoModelForCausalLM.from_pretrained(dir)"
+             ".save_pretrained(out, safe_serialization=True)",
+             dir, list);
+    }
+    fail("{}: no model.safetensors or model.safetensors.index.json", dir);
+}
+
+void safetensors_model::open_index(const std::string &index_path) {
+    sharded_ = true;
+    std::ifstream in(index_path, std::ios::binary);
+    if (!in)
+        fail("{}: cannot open", index_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    if (text.size() >= max_header_bytes)
+        fail("{}: index file larger than 100 MB", index_path);
+    if (!json_depth_ok(text.data(), text.size()))
+        fail("{}: JSON nested deeper than {} levels", index_path, max_json_depth);
+    nlohmann::ordered_json j;
+    try {
+        j = nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::exception &e) {
+        fail("{}: not valid JSON: {}", index_path, e.what());
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+        fail("{}: needs a \"weight_map\" object", index_path);
+    if (j.contains("metadata") && j["metadata"].is_object())
+        for (auto it = j["metadata"].begin(); it != j["metadata"].end(); ++it)
+            index_metadata_[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+
+    std::error_code ec;
+    const fs::path root = fs::canonical(dir_, ec);
+    if (ec)
+        fail("{}: cannot resolve the model directory: {}", dir_, ec.message());
+    // The Hugging Face hub cache links <repo>/snapshots/<rev>/<file> to <repo>/blobs/<hash>:
+    // that folder is inside the model too.
+    std::vector<fs::path> allowed{root};
+    if (root.parent_path().filename() == "snapshots")
+        allowed.push_back(root.parent_path().parent_path() / "blobs");
+    auto inside = [](const fs::path &p, const fs::path &dir) {
+        auto r = p.begin();
+        for (auto d = dir.begin(); d != dir.end(); ++d, ++r)
+            if (r == p.end() || *r != *d)
+                return false;
+        return true;
+    };
+    std::unordered_map<std::string, safetensors_file *> by_shard;
+    const auto &wm = j["weight_map"];
+    for (auto it = wm.begin(); it != wm.end(); ++it) {
+        const std::string &tensor = it.key();
+        if (!it.value().is_string())
+            fail("{}: weight_map entry for '{}' is not a string", index_path, tensor);
+        const std::string shard = it.value().get<std::string>();
+        auto found = by_shard.find(shard);
+        if (found == by_shard.end()) {
+            // Shard names come from the file: keep them inside the directory.
+            const fs::path rel(shard);
+            if (shard.empty() || rel.is_absolute())
+                fail("{}: shard '{}' for tensor '{}' must be a relative file name inside the model directory",
+                     index_path, shard, tensor);
+            for (const auto &part : rel)
+                if (part == "..")
+                    fail("{}: shard '{}' for tensor '{}' escapes the model directory ('..')", index_path, shard,
+                         tensor);
+            const fs::path full = fs::path(dir_) / rel;
+            if (!fs::exists(full, ec))
+                fail("{}: shard '{}' (for tensor '{}') does not exist", index_path, shard, tensor);
+            const fs::path real = fs::canonical(full, ec);
+            if (ec)
+                fail("{}: cannot resolve shard '{}': {}", index_path, shard, ec.message());
+            if (std::none_of(allowed.begin(), allowed.end(), [&](const fs::path &a) { return inside(real, a); }))
+                fail("{}: shard '{}' for tensor '{}' resolves to {}, outside the model directory (symlink?)",
+                         index_path, shard, tensor, real.string());
+            files_.push_back(std::make_unique<safetensors_file>(full.string()));
+            found = by_shard.emplace(shard, files_.back().get()).first;
+        }
+        if (!found->second->contains(tensor))
+            fail("{}: tensor '{}' is listed in shard '{}' but that file does not contain it", index_path, tensor,
+                 shard);
+    }
+    // Every tensor of every shard is part of the model; a name in two shards is ambiguous.
+    for (const auto &f : files_) {
+        for (const auto &n : f->names()) {
+            auto [it, inserted] = where_.emplace(n, f.get());
+            if (!inserted)
+                fail("{}: tensor '{}' appears in both {} and {}", index_path, n, it->second->path(), f->path());
+            names_.push_back(n);
+        }
+    }
+}
+
+const safetensors_file &safetensors_model::file_of(const std::string &name) const {
+    auto it = where_.find(name);
+    if (it == where_.end())
+        fail("{}: no tensor named '{}' in the checkpoint", dir_, name);
+    return *it->second;
+}
+
+// ---------------------------------------------------------------------------------------------
+// safetensors_writer
+
+safetensors_writer::safetensors_writer(std::string path, std::map<std::string, std::string> metadata)
+    : path_(std::move(path)), metadata_(std::move(metadata)) {
+    const std::string data_path = path_ + ".data.partial";
+    data_ = std::fopen(data_path.c_str(), "wb");
+    if (!data_)
+        fail("{}: cannot create: {}", data_path, errno_text());
+}
+
+safetensors_writer::~safetensors_writer() {
+    if (!finished_)
+        abandon();
+}
+
+void safetensors_writer::abandon() {
+    if (data_) {
+        std::fclose(data_);
+        data_ = nullptr;
+    }
+    std::error_code ec;
+    fs::remove(path_ + ".data.partial", ec);
+    fs::remove(path_ + ".partial", ec);
+}
+
+void safetensors_writer::add(const std::string &name, const at::Tensor &t) {
+    add(name, t, safetensors_dtype_name(t.scalar_type()));
+}
+
+void safetensors_writer::add(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+    if (!t.defined())
+        fail("{}: tensor '{}' is undefined", path_, name);
+    const dtype_entry *d = find_dtype(dtype);
+    if (!d)
+        fail("{}: tensor '{}': unknown dtype '{}' (known: {})", path_, name, dtype, known_dtypes());
+    if (static_cast<size_t>(t.element_size()) != d->size)
+        fail("{}: tensor '{}': {} elements are {} bytes but dtype {} needs {}", path_, name,
+             c10::toString(t.scalar_type()), t.element_size(), dtype, d->size);
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    add_raw(name, dtype, c.sizes().vec(), c.numel() ? c.data_ptr() : nullptr, c.nbytes());
+}
+
+void safetensors_writer::add_raw(const std::string &name, const std::string &dtype,
+                                 const std::vector<int64_t> &shape, const void *data, size_t nbytes) {
+    if (finished_)
+        fail("{}: add after finish", path_);
+    if (name.empty() || name == "__metadata__")
+        fail("{}: '{}' is not a valid tensor name", path_, name);
+    if (seen_.count(name))
+        fail("{}: tensor '{}' added twice", path_, name);
+    const dtype_entry *d = find_dtype(dtype);
+    if (!d)
+        fail("{}: tensor '{}': unknown dtype '{}' (known: {})", path_, name, dtype, known_dtypes());
+    uint64_t expected = 0;
+    if (!byte_length(shape, d->size, expected) || expected != nbytes)
+        fail("{}: tensor '{}': {} bytes given but its shape and dtype {} need {}", path_, name, nbytes, dtype,
+             expected);
+    if (nbytes && std::fwrite(data, 1, nbytes, data_) != nbytes)
+        fail("{}: cannot write tensor '{}': {}", path_, name, errno_text());
+    seen_[name] = entries_.size();
+    entries_.push_back({name, dtype, shape, data_bytes_, data_bytes_ + nbytes});
+    data_bytes_ += nbytes;
+}
+
+void safetensors_writer::finish() {
+    if (finished_)
+        return;
+    const std::string data_path = path_ + ".data.partial";
+    const std::string partial = path_ + ".partial";
+    try {
+        if (std::fclose(data_) != 0) {
+            data_ = nullptr;
+            fail("{}: cannot write: {}", data_path, errno_text());
+        }
+        data_ = nullptr;
+
+        nlohmann::ordered_json header = nlohmann::ordered_json::object();
+        if (!metadata_.empty()) {
+            nlohmann::ordered_json m = nlohmann::ordered_json::object();
+            for (const auto &[k, v] : metadata_)
+                m[k] = v;
+            header["__metadata__"] = m;
+        }
+        for (const auto &e : entries_)
+            header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+        std::string text = header.dump();
+        // Spaces up to a multiple of 8 keep the data section 8-byte aligned.
+        text.append((8 - text.size() % 8) % 8, ' ');
+
+        std::FILE *out = std::fopen(partial.c_str(), "wb");
+        if (!out)
+            fail("{}: cannot create: {}", partial, errno_text());
+        std::FILE *in = std::fopen(data_path.c_str(), "rb");
+        bool ok = in != nullptr;
+        try {
+            write_le64(out, text.size());
+            if (std::fwrite(text.data(), 1, text.size(), out) != text.size())
+                fail("cannot write header: {}", errno_text());
+            std::vector<char> buf(1 << 20);
+            size_t got;
+            while (ok && (got = std::fread(buf.data(), 1, buf.size(), in)) > 0)
+                ok = std::fwrite(buf.data(), 1, got, out) == got;
+            ok = ok && !std::ferror(in);
+        } catch (const error &e) {
+            ok = false;
+        }
+        if (in)
+            std::fclose(in);
+        if (std::fclose(out) != 0)
+            ok = false;
+        if (!ok)
+            fail("{}: cannot write: {}", partial, errno_text());
+        std::error_code ec;
+        fs::rename(partial, path_, ec);
+        if (ec)
+            fail("{}: cannot rename into place: {}", path_, ec.message());
+        fs::remove(data_path, ec);
+        finished_ = true;
+    } catch (...) {
+        abandon();
+        throw;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// safetensors_sharded_writer
+
+safetensors_sharded_writer::safetensors_sharded_writer(std::string dir, uint64_t max_shard_bytes,
+                                                       std::map<std::string, std::string> metadata)
+    : dir_(std::move(dir)), max_shard_bytes_(max_shard_bytes), metadata_(std::move(metadata)) {
+    if (max_shard_bytes_ == 0)
+        fail("{}: max shard size must be positive", dir_);
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec)
+        fail("{}: cannot create directory: {}", dir_, ec.message());
+}
+
+safetensors_sharded_writer::~safetensors_sharded_writer() {
+    if (finished_)
+        return;
+    current_.reset();
+    std::error_code ec;
+    for (const auto &p : shard_tmp_)
+        fs::remove(p, ec);
+}
+
+void safetensors_sharded_writer::check_name(const std::string &name) {
+    if (finished_)
+        fail("{}: add after finish", dir_);
+    if (!seen_.emplace(name, true).second)
+        fail("{}: tensor '{}' added twice", dir_, name);
+}
+
+safetensors_writer &safetensors_sharded_writer::shard_for(uint64_t nbytes) {
+    if (current_ && current_->count() > 0 && current_->data_bytes() + nbytes > max_shard_bytes_)
+        close_current();
+    if (!current_) {
+        const std::string p =
+            (fs::path(dir_) / fmt::format("model-{:05d}.safetensors.pending", shard_tmp_.size() + 1)).string();
+        current_ = std::make_unique<safetensors_writer>(p, metadata_);
+    }
+    return *current_;
+}
+
+void safetensors_sharded_writer::close_current() {
+    current_->finish();
+    shard_tmp_.push_back(current_->path());
+    current_.reset();
+}
+
+void safetensors_sharded_writer::add(const std::string &name, const at::Tensor &t) {
+    add(name, t, safetensors_dtype_name(t.scalar_type()));
+}
+
+void safetensors_sharded_writer::add(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+    check_name(name);
+    auto &w = shard_for(static_cast<uint64_t>(t.nbytes()));
+    w.add(name, t, dtype);
+    weight_shard_.emplace_back(name, shard_tmp_.size());
+    total_bytes_ += t.nbytes();
+}
+
+void safetensors_sharded_writer::add_raw(const std::string &name, const std::string &dtype,
+                                         const std::vector<int64_t> &shape, const void *data, size_t nbytes) {
+    check_name(name);
+    auto &w = shard_for(nbytes);
+    w.add_raw(name, dtype, shape, data, nbytes);
+    weight_shard_.emplace_back(name, shard_tmp_.size());
+    total_bytes_ += nbytes;
+}
+
+std::vector<std::string> safetensors_sharded_writer::finish() {
+    if (finished_)
+        fail("{}: finish called twice", dir_);
+    if (current_ || shard_tmp_.empty()) {
+        shard_for(0); // an empty model still gets a (valid, empty) model.safetensors
+        close_current();
+    }
+    const size_t n = shard_tmp_.size();
+    std::vector<std::string> finals;
+    for (size_t i = 0; i < n; ++i)
+        finals.push_back(n == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, n));
+
+    // Files of an earlier save in the same directory would mislead a later load.
+    std::error_code ec;
+    const fs::path d(dir_);
+    fs::remove(d / (n == 1 ? "model.safetensors.index.json" : "model.safetensors"), ec);
+    for (const auto &e : fs::directory_iterator(d, ec)) {
+        const std::string f = e.path().filename().string();
+        if (is_shard_file_name(f) && std::find(finals.begin(), finals.end(), f) == finals.end())
+            fs::remove(e.path(), ec);
+    }
+
+    for (size_t i = 0; i < n; ++i) {
+        fs::rename(shard_tmp_[i], d / finals[i], ec);
+        if (ec)
+            fail("{}: cannot rename shard into place: {}", (d / finals[i]).string(), ec.message());
+    }
+    finished_ = true;
+    if (n > 1) {
+        nlohmann::json index;
+        index["metadata"] = {{"total_size", total_bytes_}};
+        nlohmann::json wm = nlohmann::json::object();
+        for (const auto &[name, shard] : weight_shard_)
+            wm[name] = finals[shard];
+        index["weight_map"] = wm;
+        const fs::path ip = d / "model.safetensors.index.json";
+        const fs::path tmp = d / "model.safetensors.index.json.partial";
+        {
+            std::ofstream out(tmp, std::ios::binary);
+            out << index.dump(2) << "\n";
+            if (!out)
+                fail("{}: cannot write", tmp.string());
+        }
+        fs::rename(tmp, ip, ec);
+        if (ec)
+            fail("{}: cannot rename into place: {}", ip.string(), ec.message());
+        finals.push_back("model.safetensors.index.json");
+    }
+    return finals;
+}
+
+} // namespace llmc

@@ -1,0 +1,304 @@
+#include "model/causal_lm.h"
+
+#include "model/layers.h"
+#include "util/error.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace llmc {
+
+namespace {
+
+void check_ids(const module &m, const at::Tensor &ids) {
+    if (!ids.defined() || ids.dim() != 2)
+        fail("module '{}' ({}): input_ids must be [batch, seq], got {}", m.name(), m.class_name(),
+             ids.defined() ? shape_string(ids.sizes()) : "undefined");
+}
+
+// LlamaModel: embeddings, decoder layers, final norm. Input {input_ids[, attention_mask]}.
+class decoder_model : public module {
+  public:
+    decoder_model(const model_config &cfg, at::ScalarType dtype) : module(cfg.class_prefix() + "Model") {
+        embed_tokens = add_child("embed_tokens", std::make_unique<embedding>(cfg.vocab_size, cfg.hidden_size));
+        layers = add_child("layers", std::make_unique<module_list>());
+        for (int64_t i = 0; i < cfg.num_hidden_layers; ++i)
+            decoder.push_back(layers->add_child(std::to_string(i), std::make_unique<decoder_layer>(cfg, i)));
+        norm = add_child("norm", std::make_unique<rms_norm>(cfg.class_prefix() + "RMSNorm", cfg.hidden_size,
+                                                            cfg.rms_norm_eps));
+        rotary_emb = add_child("rotary_emb", std::make_unique<rotary_embedding>(cfg, dtype));
+    }
+
+    module *embed_tokens, *layers, *norm, *rotary_emb;
+    std::vector<module *> decoder;
+
+  protected:
+    at::Tensor forward(const std::vector<at::Tensor> &inputs) override {
+        if (inputs.empty() || inputs.size() > 2)
+            fail("module '{}' ({}): expected {{input_ids[, attention_mask]}}", name(), class_name());
+        check_ids(*this, inputs[0]);
+        at::Tensor hidden = embed_tokens->call({inputs[0]});
+        const int64_t seq = inputs[0].size(1);
+        at::Tensor cs = rotary_emb->call({at::arange(seq, inputs[0].options().dtype(at::kLong))});
+        std::vector<at::Tensor> layer_in{hidden, cs[0], cs[1]};
+        if (inputs.size() > 1 && inputs[1].defined())
+            layer_in.push_back(inputs[1]);
+        for (module *layer : decoder) {
+            layer_in[0] = layer->call(layer_in);
+        }
+        return norm->call({layer_in[0]});
+    }
+};
+
+// LlamaForCausalLM: the model plus lm_head. Input as decoder_model's; output logits.
+class causal_lm_root : public module {
+  public:
+    causal_lm_root(const model_config &cfg, at::ScalarType dtype) : module(cfg.architecture) {
+        model = add_child("model", std::make_unique<decoder_model>(cfg, dtype));
+        lm_head = add_child("lm_head", std::make_unique<linear>(cfg.hidden_size, cfg.vocab_size, false));
+    }
+
+    decoder_model *model;
+    module *lm_head;
+
+  protected:
+    at::Tensor forward(const std::vector<at::Tensor> &inputs) override {
+        return lm_head->call({model->call(inputs)});
+    }
+};
+
+void check_model_dtype(at::ScalarType dtype) {
+    if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf)
+        fail("model dtype must be float32, bfloat16 or float16, not {}", c10::toString(dtype));
+}
+
+std::string join_some(const std::vector<std::string> &items, size_t max = 10) {
+    std::string s;
+    for (size_t i = 0; i < items.size() && i < max; ++i)
+        s += (i ? ", " : "") + items[i];
+    if (items.size() > max)
+        s += fmt::format(" and {} more", items.size() - max);
+    return s;
+}
+
+} // namespace
+
+causal_lm::causal_lm(model_config cfg, at::ScalarType dtype) : cfg_(std::move(cfg)), dtype_(dtype) {
+    check_model_dtype(dtype);
+    cfg_.torch_dtype = torch_dtype_name(dtype);
+    auto r = std::make_unique<causal_lm_root>(cfg_, dtype);
+    embed_tokens_ = r->model->embed_tokens;
+    rotary_emb_ = r->model->rotary_emb;
+    norm_ = r->model->norm;
+    lm_head_ = r->lm_head;
+    layers_ = r->model->decoder;
+    root_ = std::move(r);
+    switch_ = std::make_shared<hook_switch>();
+    root_->finalize_tree(switch_);
+}
+
+causal_lm::~causal_lm() = default;
+
+void causal_lm::tie_weights() {
+    if (cfg_.tie_word_embeddings)
+        lm_head_->params["weight"] = embed_tokens_->params.at("weight");
+}
+
+std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarType dtype) {
+    model_config cfg = model_config::load(dir);
+    check_model_dtype(dtype);
+    // Open the checkpoint before building anything: a bad directory fails fast.
+    safetensors_model st(dir);
+    std::unique_ptr<causal_lm> m(new causal_lm(std::move(cfg), dtype));
+    m->source_dir_ = dir;
+
+    std::vector<std::string> missing, wrong, unexpected;
+    std::set<std::string> used;
+    for (module *mod : m->modules()) {
+        for (auto &[key, t] : mod->params) {
+            const std::string name = mod->name().empty() ? key : mod->name() + "." + key;
+            if (mod == m->lm_head_ && key == "weight" && m->cfg_.tie_word_embeddings)
+                continue; // tied: the embedding's weight, filled below
+            if (!st.contains(name)) {
+                missing.push_back(name);
+                continue;
+            }
+            used.insert(name);
+            const auto &info = st.info(name);
+            if (info.shape != t.sizes().vec()) {
+                wrong.push_back(fmt::format("{} has shape {}, expected {}", name, shape_string(info.shape),
+                                            shape_string(t.sizes())));
+                continue;
+            }
+            if (info.raw_codes || !c10::isFloatingType(info.scalar_type)) {
+                wrong.push_back(fmt::format("{} has dtype {}, expected a float dtype", name, info.dtype));
+                continue;
+            }
+            t = st.tensor(name).to(dtype);
+        }
+    }
+    if (m->cfg_.tie_word_embeddings && st.contains("lm_head.weight")) {
+        // Some tied checkpoints (stories260K) store the copy anyway; it must at least fit.
+        used.insert("lm_head.weight");
+        const auto &info = st.info("lm_head.weight");
+        if (info.shape != std::vector<int64_t>{m->cfg_.vocab_size, m->cfg_.hidden_size})
+            wrong.push_back(fmt::format("lm_head.weight has shape {}, expected [{}, {}]", shape_string(info.shape),
+                                        m->cfg_.vocab_size, m->cfg_.hidden_size));
+    }
+    for (const auto &n : st.names()) {
+        // transformers once saved rotary_emb.inv_freq buffers; it ignores them on load, and so do we.
+        const std::string suffix = "rotary_emb.inv_freq";
+        const bool inv_freq = n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+        if (!used.count(n) && !inv_freq)
+            unexpected.push_back(n);
+    }
+    std::string problems;
+    if (!missing.empty())
+        problems += fmt::format("\n  missing tensors: {}", join_some(missing));
+    if (!wrong.empty())
+        problems += fmt::format("\n  mismatched tensors: {}", join_some(wrong));
+    if (!unexpected.empty())
+        problems += fmt::format("\n  unexpected tensors (not part of {} with this config): {}",
+                                m->cfg_.architecture, join_some(unexpected));
+    if (!problems.empty())
+        fail("{}: checkpoint does not match config.json:{}", dir, problems);
+    m->tie_weights();
+    return m;
+}
+
+std::unique_ptr<causal_lm> causal_lm::random(const model_config &cfg, uint64_t seed, at::ScalarType dtype) {
+    std::unique_ptr<causal_lm> m(new causal_lm(cfg, dtype));
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    const double std_dev = m->cfg_.initializer_range;
+    for (module *mod : m->modules()) {
+        const bool norm = mod->class_name().size() >= 7 &&
+                          mod->class_name().compare(mod->class_name().size() - 7, 7, "RMSNorm") == 0;
+        for (auto &[key, t] : mod->params) {
+            at::Tensor v = norm ? at::ones(t.sizes(), at::kFloat)
+                                : at::empty(t.sizes(), at::kFloat).normal_(0.0, std_dev, gen);
+            t = v.to(dtype);
+        }
+    }
+    m->tie_weights();
+    return m;
+}
+
+module *causal_lm::find(const std::string &name) {
+    module *m = root_.get();
+    size_t start = 0;
+    while (m && start < name.size()) {
+        size_t dot = name.find('.', start);
+        if (dot == std::string::npos)
+            dot = name.size();
+        m = m->child(name.substr(start, dot - start));
+        start = dot + 1;
+    }
+    return m;
+}
+
+std::vector<module *> causal_lm::modules() {
+    std::vector<module *> out;
+    root_->walk([&](module &m) { out.push_back(&m); });
+    return out;
+}
+
+module &causal_lm::layer(size_t i) {
+    if (i >= layers_.size())
+        fail("layer {} out of range: the model has {} layers", i, layers_.size());
+    return *layers_[i];
+}
+
+at::Tensor causal_lm::embed(const at::Tensor &input_ids) {
+    check_ids(*root_, input_ids);
+    return embed_tokens_->call({input_ids});
+}
+
+std::pair<at::Tensor, at::Tensor> causal_lm::rotary(int64_t seq_len) {
+    if (seq_len < 0)
+        fail("rotary: negative sequence length {}", seq_len);
+    const at::Tensor &w = embed_tokens_->params.at("weight");
+    at::Tensor cs = rotary_emb_->call({at::arange(seq_len, at::TensorOptions().dtype(at::kLong).device(w.device()))});
+    return {cs[0], cs[1]};
+}
+
+at::Tensor causal_lm::layer_forward(size_t i, const at::Tensor &hidden, const at::Tensor &attention_mask) {
+    module &l = layer(i);
+    expect_hidden(l, hidden, cfg_.hidden_size);
+    auto [cos, sin] = rotary(hidden.size(1));
+    std::vector<at::Tensor> in{hidden, cos, sin};
+    if (attention_mask.defined())
+        in.push_back(attention_mask);
+    return l.call(in);
+}
+
+at::Tensor causal_lm::head(const at::Tensor &hidden) {
+    expect_hidden(*norm_, hidden, cfg_.hidden_size);
+    return lm_head_->call({norm_->call({hidden})});
+}
+
+at::Tensor causal_lm::forward(const at::Tensor &input_ids, const at::Tensor &attention_mask) {
+    if (attention_mask.defined())
+        return root_->call({input_ids, attention_mask});
+    return root_->call({input_ids});
+}
+
+std::vector<std::pair<std::string, at::Tensor>> causal_lm::state_dict(bool include_tied) {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (module *mod : modules()) {
+        const std::string prefix = mod->name().empty() ? "" : mod->name() + ".";
+        // Registration order as torch has it: weight before bias, then the rest.
+        std::vector<std::string> keys;
+        if (mod->params.count("weight"))
+            keys.push_back("weight");
+        if (mod->params.count("bias"))
+            keys.push_back("bias");
+        for (const auto &kv : mod->params)
+            if (kv.first != "weight" && kv.first != "bias")
+                keys.push_back(kv.first);
+        for (const auto &k : keys) {
+            if (!include_tied && mod == lm_head_ && k == "weight" && cfg_.tie_word_embeddings)
+                continue;
+            out.emplace_back(prefix + k, mod->params.at(k));
+        }
+        for (const auto &[k, t] : mod->buffers)
+            out.emplace_back(prefix + k, t);
+    }
+    return out;
+}
+
+void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+        fail("{}: cannot create directory: {}", dir, ec.message());
+    auto tensors = state_dict();
+    for (const auto &[name, t] : tensors)
+        if (!t.defined() || t.is_meta())
+            fail("cannot save: tensor '{}' has no data", name);
+
+    safetensors_sharded_writer writer(dir, max_shard_bytes);
+    for (const auto &[name, t] : tensors)
+        writer.add(name, t);
+    writer.finish();
+
+    model_config c = cfg_;
+    c.torch_dtype = torch_dtype_name(dtype_);
+    const fs::path path = fs::path(dir) / "config.json";
+    const fs::path tmp = fs::path(dir) / "config.json.partial";
+    {
+        std::ofstream out(tmp, std::ios::binary);
+        out << c.to_json().dump(2) << "\n";
+        if (!out)
+            fail("{}: cannot write", tmp.string());
+    }
+    fs::rename(tmp, path, ec);
+    if (ec)
+        fail("{}: cannot rename into place: {}", path.string(), ec.message());
+}
+
+} // namespace llmc

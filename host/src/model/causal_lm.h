@@ -1,0 +1,85 @@
+// The whole decoder-only model (LlamaForCausalLM and relatives) over the module tree, with
+// Hugging Face's module names, class names and tensor names.
+#pragma once
+
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/module.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace llmc {
+
+class causal_lm {
+  public:
+    // Weights from config.json + safetensors in dir, converted to dtype (float32, bfloat16 or
+    // float16). Tensors already in dtype stay zero-copy views of the (copy-on-write) mapping.
+    // Every expected tensor must exist with its shape; unexpected tensors are an error too
+    // (except lm_head.weight when tied, and old checkpoints' rotary_emb.inv_freq).
+    static std::unique_ptr<causal_lm> load(const std::string &dir, at::ScalarType dtype = at::kFloat);
+    // Deterministic random weights: normal(0, initializer_range) (0.02 by default), norms 1.
+    static std::unique_ptr<causal_lm> random(const model_config &cfg, uint64_t seed,
+                                             at::ScalarType dtype = at::kFloat);
+    ~causal_lm();
+    causal_lm(const causal_lm &) = delete;
+    causal_lm &operator=(const causal_lm &) = delete;
+
+    const model_config &config() const { return cfg_; }
+    at::ScalarType dtype() const { return dtype_; }
+    // The directory the weights came from ("" for a random model).
+    const std::string &source_dir() const { return source_dir_; }
+
+    module &root() { return *root_; }
+    // By full dotted name ("" is the root); nullptr when absent.
+    module *find(const std::string &name);
+    // Pre-order, root first, as torch's named_modules().
+    std::vector<module *> modules();
+
+    size_t num_layers() const { return layers_.size(); }
+    module &layer(size_t i);
+    module &embed_tokens() { return *embed_tokens_; }
+    module &final_norm() { return *norm_; }
+    module &lm_head() { return *lm_head_; }
+
+    // [batch, seq] int64 -> [batch, seq, hidden]
+    at::Tensor embed(const at::Tensor &input_ids);
+    // cos, sin [seq_len, head_dim] in the model dtype for positions 0..seq_len-1.
+    std::pair<at::Tensor, at::Tensor> rotary(int64_t seq_len);
+    // One decoder layer on [batch, seq, hidden]; attention_mask [batch, seq] (1 token, 0 pad) optional.
+    at::Tensor layer_forward(size_t i, const at::Tensor &hidden, const at::Tensor &attention_mask = {});
+    // Final norm + lm_head -> logits [batch, seq, vocab].
+    at::Tensor head(const at::Tensor &hidden);
+    // input_ids [batch, seq] -> logits [batch, seq, vocab], through root().call.
+    at::Tensor forward(const at::Tensor &input_ids, const at::Tensor &attention_mask = {});
+
+    hook_switch &hooks() { return *switch_; }
+
+    // Parameters and buffers by Hugging Face tensor name, in torch's state_dict order; the tied
+    // lm_head.weight only when include_tied.
+    std::vector<std::pair<std::string, at::Tensor>> state_dict(bool include_tied = false);
+
+    // config.json (as read, torch_dtype set to the model's dtype) and safetensors with HF names
+    // (tied lm_head.weight omitted), sharded past max_shard_bytes.
+    void save(const std::string &dir,
+              uint64_t max_shard_bytes = safetensors_sharded_writer::default_max_shard_bytes);
+
+  private:
+    causal_lm(model_config cfg, at::ScalarType dtype);
+    void tie_weights();
+
+    model_config cfg_;
+    at::ScalarType dtype_;
+    std::string source_dir_;
+    std::shared_ptr<hook_switch> switch_;
+    std::unique_ptr<module> root_;
+    module *embed_tokens_ = nullptr;
+    module *rotary_emb_ = nullptr;
+    module *norm_ = nullptr;
+    module *lm_head_ = nullptr;
+    std::vector<module *> layers_;
+};
+
+} // namespace llmc

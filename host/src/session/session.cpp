@@ -1,0 +1,202 @@
+#include "session/session.h"
+
+#include "plugin/host_sink.h"
+#include "session/module_match.h"
+#include "util/error.h"
+#include "util/runtime.h"
+
+#include <ATen/DLConvertor.h>
+
+#include <regex>
+
+namespace llmc {
+
+session::session(causal_lm &model) : model_(model) {
+    modules_ = model_.modules();
+    std::map<const module *, size_t> pos;
+    for (size_t i = 0; i < modules_.size(); ++i) {
+        pos[modules_[i]] = i;
+        index_[modules_[i]->name()] = i;
+    }
+    static const std::regex layer_re(R"(^model\.layers\.(\d+)(\.|$))");
+    for (size_t i = 0; i < modules_.size(); ++i) {
+        const module *p = modules_[i]->parent();
+        parents_.push_back(p == nullptr ? -1 : static_cast<int64_t>(pos.at(p)));
+        std::smatch m;
+        const std::string &n = modules_[i]->name();
+        layers_.push_back(std::regex_search(n, m, layer_re) ? std::stoll(m[1].str()) : -1);
+    }
+}
+
+session::~session() {
+    // Hooks hold plugin function pointers: take them off the model before the plugins' instances go.
+    for (auto &kv : hooks_) kv.second.mod->remove_hook(kv.second.module_hook);
+    hooks_.clear();
+    modifiers_.clear();
+}
+
+int64_t session::module_index(const std::string &name) const {
+    auto it = index_.find(name);
+    return it == index_.end() ? -1 : static_cast<int64_t>(it->second);
+}
+
+module &session::module_named(const std::string &name) const {
+    int64_t i = module_index(name);
+    if (i < 0) fail("no module named '{}' in the model", name);
+    return *modules_[i];
+}
+
+std::vector<size_t> session::match(const std::vector<std::string> &targets,
+                                   const std::vector<std::string> &ignore) const {
+    module_matcher want(targets), skip(ignore);
+    std::vector<size_t> out;
+    for (size_t i = 0; i < modules_.size(); ++i) {
+        const module &m = *modules_[i];
+        if (want(m.name(), m.class_name()) && !skip(m.name(), m.class_name())) out.push_back(i);
+    }
+    return out;
+}
+
+modifier_instance &session::add_modifier(std::shared_ptr<plugin_library> lib, const nlohmann::ordered_json &fields,
+                                         const std::string &where) {
+    modifiers_.push_back(std::make_unique<modifier_instance>(std::move(lib), fields, where, *this, modifiers_.size()));
+    return *modifiers_.back();
+}
+
+void session::initialize() {
+    for (auto &m : modifiers_) m->initialize();
+}
+
+void session::fire(const llmc_event_t &ev, modifier_instance *only) {
+    for (auto &m : modifiers_)
+        if (only == nullptr || only == m.get()) m->dispatch(ev);
+}
+
+void session::finalize() {
+    for (auto &m : modifiers_) m->finalize();
+}
+
+// ---- hooks
+
+namespace {
+// DLPack views of a hook's tensors for the duration of one plugin call.
+struct dl_views {
+    std::vector<DLManagedTensor *> owned;
+    std::vector<const DLTensor *> ptrs;
+    const DLTensor *add(const at::Tensor &t) {
+        DLManagedTensor *m = at::toDLPack(t);
+        owned.push_back(m);
+        return &m->dl_tensor;
+    }
+    ~dl_views() {
+        for (auto *m : owned) m->deleter(m);
+    }
+};
+} // namespace
+
+uint64_t session::hook_add(size_t owner, size_t module_index, uint32_t kind, llmc_hook_fn fn, void *user_data,
+                           const std::string &plugin_name) {
+    if (kind != LLMC_HOOK_FORWARD_PRE && kind != LLMC_HOOK_FORWARD) fail("unknown hook kind {}", kind);
+    module &m = module_at(module_index);
+    const uint64_t id = next_hook_++;
+    auto invoke = [=, &m](const std::vector<at::Tensor> &inputs, const at::Tensor *output) {
+        dl_views v;
+        for (const auto &t : inputs) v.ptrs.push_back(t.defined() ? v.add(t) : nullptr);
+        llmc_hook_call_t call{};
+        call.struct_size = sizeof(call);
+        call.kind = kind;
+        call.module_name = m.name().c_str();
+        call.module_index = module_index;
+        call.inputs = v.ptrs.data();
+        call.input_count = v.ptrs.size();
+        call.output = output != nullptr ? v.add(*output) : nullptr;
+        host_sink sink;
+        llmc_status_t st = fn(user_data, &call, sink.get());
+        if (st != LLMC_OK) fail("{} hook on '{}': {}", plugin_name, m.name(), sink.describe(st));
+    };
+    uint64_t mh = kind == LLMC_HOOK_FORWARD_PRE
+                      ? m.add_pre_hook([invoke](module &, const std::vector<at::Tensor> &in) { invoke(in, nullptr); })
+                      : m.add_post_hook([invoke](module &, const std::vector<at::Tensor> &in, const at::Tensor &out) {
+                            invoke(in, &out);
+                        });
+    hooks_[id] = {owner, &m, mh};
+    return id;
+}
+
+bool session::hook_remove(size_t owner, uint64_t id) {
+    auto it = hooks_.find(id);
+    if (it == hooks_.end() || it->second.owner != owner) return false;
+    it->second.mod->remove_hook(it->second.module_hook);
+    hooks_.erase(it);
+    return true;
+}
+
+void session::hooks_remove_owned(size_t owner) {
+    for (auto it = hooks_.begin(); it != hooks_.end();) {
+        if (it->second.owner == owner) {
+            it->second.mod->remove_hook(it->second.module_hook);
+            it = hooks_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+// ---- replay
+
+void session::replay_capture(size_t module_index) {
+    if (!replay_modules_.insert(module_index).second) return;
+    module &m = module_at(module_index);
+    // Host-internal hook: runs with the same switch as plugin hooks, i.e. in calibration passes.
+    m.add_pre_hook([this](module &mod, const std::vector<at::Tensor> &in) {
+        std::vector<at::Tensor> copy;
+        for (const auto &t : in) copy.push_back(t.defined() ? t.detach().clone() : t);
+        replay_inputs_[mod.name()].push_back(std::move(copy));
+    });
+}
+
+void session::replay_begin_subgraph() { replay_inputs_.clear(); }
+
+const std::vector<std::vector<at::Tensor>> *session::replay_inputs(const std::string &module) const {
+    auto it = replay_inputs_.find(module);
+    return it == replay_inputs_.end() ? nullptr : &it->second;
+}
+
+size_t session::replay_batch_count() const {
+    size_t n = 0;
+    for (const auto &kv : replay_inputs_) n = std::max(n, kv.second.size());
+    return n;
+}
+
+// ---- schemes
+
+void session::scheme_attach(size_t owner, size_t module_index, const std::string &canonical_json) {
+    schemes_[module_at(module_index).name()] = {owner, canonical_json, false};
+}
+
+const std::string *session::scheme_of(const std::string &module) const {
+    auto it = schemes_.find(module);
+    return it == schemes_.end() ? nullptr : &it->second.json;
+}
+
+void session::quantization_enable(size_t owner, bool on) {
+    for (auto &kv : schemes_)
+        if (kv.second.owner == owner) kv.second.enabled = on;
+}
+
+bool session::quantization_enabled(const std::string &module) const {
+    auto it = schemes_.find(module);
+    return it != schemes_.end() && it->second.enabled;
+}
+
+bool session::cancelled() const { return cancelled_.load() || runtime_cancel_flag().load(); }
+
+llmc_event_t event_make(uint32_t type) {
+    llmc_event_t ev{};
+    ev.struct_size = sizeof(ev);
+    ev.type = type;
+    ev.invocations_per_step = 1;
+    return ev;
+}
+
+} // namespace llmc

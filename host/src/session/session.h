@@ -1,0 +1,104 @@
+// The session: the model, the modifier instances in recipe order, and the state behind the host
+// services (hooks, replay captures, attached schemes, cancellation). Pipelines drive it.
+#pragma once
+
+#include "model/causal_lm.h"
+#include "session/modifier_instance.h"
+
+#include <llmc/llmc.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace llmc {
+
+class plugin_library;
+
+class session {
+  public:
+    explicit session(causal_lm &model);
+    ~session();
+    session(const session &) = delete;
+    session &operator=(const session &) = delete;
+
+    causal_lm &model() { return model_; }
+
+    // --- module view (indices in named_modules order, the root first)
+    size_t module_count() const { return modules_.size(); }
+    module &module_at(size_t i) const { return *modules_.at(i); }
+    int64_t module_layer(size_t i) const { return layers_.at(i); }
+    int64_t module_parent(size_t i) const { return parents_.at(i); }
+    // -1 when there is no such module.
+    int64_t module_index(const std::string &name) const;
+    module &module_named(const std::string &name) const; // throws naming the module
+    // llm-compressor's match_named_modules(targets, ignore), in model order.
+    std::vector<size_t> match(const std::vector<std::string> &targets, const std::vector<std::string> &ignore) const;
+
+    // --- modifiers
+    modifier_instance &add_modifier(std::shared_ptr<plugin_library> lib, const nlohmann::ordered_json &fields,
+                                    const std::string &where);
+    const std::vector<std::unique_ptr<modifier_instance>> &modifiers() const { return modifiers_; }
+    void initialize();
+    // Dispatches to every modifier, or only to `only` (the independent pipeline's current one).
+    void fire(const llmc_event_t &ev, modifier_instance *only = nullptr);
+    void finalize();
+
+    // --- hooks (plugin-owned, removed when the owner finalizes)
+    uint64_t hook_add(size_t owner, size_t module_index, uint32_t kind, llmc_hook_fn fn, void *user_data,
+                      const std::string &plugin_name);
+    bool hook_remove(size_t owner, uint64_t id);
+    void hooks_remove_owned(size_t owner);
+    size_t hook_count() const { return hooks_.size(); }
+
+    // --- replay: inputs captured per module during the current subgraph's calibration pass
+    void replay_capture(size_t module_index);
+    void replay_begin_subgraph(); // drops the previous subgraph's captures
+    void replay_set_open(bool open) { replay_open_ = open; }
+    bool replay_open() const { return replay_open_; }
+    const std::vector<std::vector<at::Tensor>> *replay_inputs(const std::string &module) const;
+    size_t replay_batch_count() const;
+
+    // --- quantization schemes attached by modifiers
+    void scheme_attach(size_t owner, size_t module_index, const std::string &canonical_json);
+    const std::string *scheme_of(const std::string &module) const;
+    void quantization_enable(size_t owner, bool on);
+    bool quantization_enabled(const std::string &module) const;
+
+    // --- cancellation (set from a signal handler: lock-free)
+    void cancel() { cancelled_.store(true); }
+    bool cancelled() const;
+
+  private:
+    struct hook_record {
+        size_t owner;
+        module *mod;
+        uint64_t module_hook;
+    };
+    struct scheme_record {
+        size_t owner;
+        std::string json;
+        bool enabled = false;
+    };
+
+    causal_lm &model_;
+    std::vector<module *> modules_;
+    std::vector<int64_t> layers_, parents_;
+    std::map<std::string, size_t> index_;
+    std::vector<std::unique_ptr<modifier_instance>> modifiers_;
+    std::map<uint64_t, hook_record> hooks_;
+    uint64_t next_hook_ = 1;
+    std::set<size_t> replay_modules_;
+    std::map<std::string, std::vector<std::vector<at::Tensor>>> replay_inputs_;
+    bool replay_open_ = false;
+    std::map<std::string, scheme_record> schemes_;
+    std::atomic<bool> cancelled_{false};
+};
+
+// An event with the session's conventions (oneshot: index 0).
+llmc_event_t event_make(uint32_t type);
+
+} // namespace llmc

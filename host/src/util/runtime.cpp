@@ -1,0 +1,61 @@
+#include "util/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+namespace llmc {
+
+void runtime_init_logging(const std::string &level) {
+    auto logger = spdlog::stderr_color_mt("llmc");
+    logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+    spdlog::set_default_logger(logger);
+    spdlog::set_level(spdlog::level::from_str(level));
+}
+
+void runtime_set_threads(int n) {
+    if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(n);
+}
+
+std::string runtime_blas_name() {
+    std::ifstream maps("/proc/self/maps");
+    std::string line, found;
+    while (std::getline(maps, line)) {
+        auto pos = line.find('/');
+        if (pos == std::string::npos) continue;
+        std::string path = line.substr(pos);
+        if (path.find("openblas") != std::string::npos) return "openblas (" + path + ")";
+        if (path.find("libmkl") != std::string::npos) return "mkl (" + path + ")";
+        if (path.find("/blas/libblas") != std::string::npos || path.find("libblas.so") != std::string::npos)
+            found = "reference (" + path + ")";
+    }
+    return found.empty() ? "unknown" : found;
+}
+
+void runtime_check_blas() {
+    const std::string b = runtime_blas_name();
+    if (b.rfind("reference", 0) == 0)
+        spdlog::warn("LibTorch uses the reference BLAS {}: matrix products are ~50x slower; install "
+                     "libopenblas0-pthread", b);
+    else
+        spdlog::debug("BLAS: {}", b);
+}
+
+std::atomic<bool> &runtime_cancel_flag() {
+    static std::atomic<bool> flag{false};
+    return flag;
+}
+
+extern "C" void llmc_on_signal(int) { runtime_cancel_flag().store(true); }
+
+void runtime_install_signal_handlers() {
+    std::signal(SIGINT, llmc_on_signal);
+    std::signal(SIGTERM, llmc_on_signal);
+}
+
+} // namespace llmc

@@ -1,0 +1,21 @@
+// Process-wide runtime set-up: logging, threads, the BLAS check, cancellation on SIGINT/SIGTERM.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+namespace llmc {
+
+// Sets spdlog's level ("trace", "debug", "info", "warn", "error", "off"); logs go to stderr.
+void runtime_init_logging(const std::string &level);
+// intra-op threads: n > 0 as given, else the machine's hardware threads.
+void runtime_set_threads(int n);
+// Names the BLAS library LibTorch's matrix products resolve to (from the process's mappings) and
+// warns when it is the slow reference BLAS.
+std::string runtime_blas_name();
+void runtime_check_blas();
+// Set by SIGINT/SIGTERM once runtime_install_signal_handlers ran; long loops poll it.
+std::atomic<bool> &runtime_cancel_flag();
+void runtime_install_signal_handlers();
+
+} // namespace llmc

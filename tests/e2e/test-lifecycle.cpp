@@ -1,0 +1,197 @@
+// The whole oneshot run through the real llmc-host on the real stories260K model, with the
+// services probe plugin: the exact callbacks it sees in each pipeline, what every host service
+// did, and that the weights it changed are the weights saved.
+#include "io/safetensors.h"
+#include "test_support.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <sstream>
+
+using namespace llmc;
+using json = nlohmann::json;
+
+namespace {
+
+// Four calibration samples of real token ids (the reference greedy continuations).
+std::string write_dataset(const test::temp_dir &dir) {
+    json ref = json::parse(test::read_file(test::stories_dir() + "/reference_outputs.json"));
+    std::vector<int64_t> a = ref["runs"][0]["ids"], b = ref["runs"][1]["ids"];
+    std::ostringstream rows;
+    auto row = [&](const std::vector<int64_t> &v, size_t from, size_t n) {
+        rows << json{{"input_ids", std::vector<int64_t>(v.begin() + from, v.begin() + std::min(v.size(), from + n))}}.dump()
+             << "\n";
+    };
+    row(a, 0, 64);
+    row(a, 64, 64);
+    row(a, 128, 64);
+    row(b, 0, 64);
+    const std::string path = dir / "calib.jsonl";
+    test::write_file(path, rows.str());
+    return path;
+}
+
+struct run_result {
+    test::command_result cmd;
+    std::vector<std::string> trace;
+    json report;
+};
+
+run_result run_probe(const test::temp_dir &dir, const std::string &fields, const std::string &pipeline,
+                     bool with_data = true) {
+    const std::string recipe = dir / ("recipe-" + pipeline + ".yaml");
+    test::write_file(recipe, "probe_stage:\n  probe_modifiers:\n    ServicesProbeModifier:\n      trace_path: " +
+                                 (dir / ("trace-" + pipeline)) + "\n      report_path: " + (dir / ("report-" + pipeline)) +
+                                 "\n" + fields);
+    std::string cmd = std::string(LLMC_HOST_EXE) + " --plugins " + LLMC_TEST_PLUGIN_DIR + " --recipe " + recipe +
+                      " --model " + test::stories_dir() + " --output " + (dir / ("out-" + pipeline)) +
+                      " --pipeline " + pipeline + " --log-level warn";
+    if (with_data) cmd += " --dataset " + write_dataset(dir);
+    run_result r;
+    r.cmd = test::run_command(cmd);
+    std::istringstream t(test::read_file(dir / ("trace-" + pipeline)));
+    for (std::string line; std::getline(t, line);) r.trace.push_back(line);
+    r.report = json::parse(test::read_file(dir / ("report-" + pipeline)), nullptr, false);
+    return r;
+}
+
+std::vector<std::string> expected_trace(int subgraphs, bool training = false) {
+    std::vector<std::string> t = {"on_initialize"};
+    if (training) t.push_back("on_start:BATCH_START");
+    auto ev = [&](const std::string &e, const std::string &hook) {
+        t.push_back("on_event:" + e);
+        t.push_back(hook);
+        if (training) t.push_back("on_update:" + e.substr(0, e.find(':')));
+    };
+    ev("CALIBRATION_START", "on_calibration_start");
+    for (int i = 0; i < subgraphs; ++i) {
+        const std::string s = std::to_string(i) + "/" + std::to_string(subgraphs);
+        ev("SEQUENTIAL_EPOCH_END:" + s, "on_sequential_epoch_end:" + s);
+    }
+    ev("CALIBRATION_END", "on_calibration_end");
+    t.push_back("on_finalize");
+    return t;
+}
+
+} // namespace
+
+TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("life");
+    // down_proj (172 inputs) is ignored: W4A16's groups of 128 do not divide it.
+    auto r = run_probe(dir, "      quantize: true\n      ignore: [lm_head, 're:.*down_proj']\n", "independent");
+    ASSERT_EQ(r.cmd.exit_code, 0) << r.cmd.output;
+    // needs_data (default true): the independent pipeline runs it sequentially, one subgraph per layer.
+    EXPECT_EQ(r.trace, expected_trace(5));
+
+    const json &rep = r.report;
+    ASSERT_FALSE(rep.is_discarded());
+    EXPECT_EQ(rep["host_name"], "llmc-host");
+    EXPECT_EQ(rep["root_class"], "LlamaForCausalLM");
+    EXPECT_EQ(rep["module_count"], 1 + 1 + 1 + 1 + 5 * 12 + 1 + 1); // root, model, embed, layers, 5x12, norm, lm_head
+    EXPECT_EQ(rep["unknown_module_error"], "NOT_FOUND");
+    EXPECT_EQ(rep["extension_unknown_is_null"], true);
+    EXPECT_EQ(rep["cancelled"], false);
+    EXPECT_EQ(rep["matched"].size(), 30u) << "6 Linear per layer, lm_head and down_proj ignored";
+    EXPECT_EQ(rep["matched"][0], "model.layers.0.self_attn.q_proj");
+    EXPECT_EQ(rep["scheme"]["weights"]["num_bits"], 4);
+    EXPECT_EQ(rep["scheme_get_matches"], true);
+    EXPECT_EQ(rep["scheme_get_unattached_empty"], true);
+    // Hooks fire in the calibration pass only (4 batches), never in the propagation pass, and a
+    // removed hook never fires.
+    for (const auto &m : rep["matched"]) {
+        EXPECT_EQ(rep["pre_calls"][m.get<std::string>()], 4) << m;
+        EXPECT_EQ(rep["post_calls"][m.get<std::string>()], 4) << m;
+    }
+    EXPECT_EQ(rep["removed_hook_calls"], 0);
+    // Replay reproduces the hooks' outputs, honours overrides, restores the weights.
+    ASSERT_EQ(rep["epochs"].size(), 5u);
+    for (const auto &e : rep["epochs"]) {
+        EXPECT_EQ(e["batches"], 4);
+        int checked = 0;
+        for (auto it = e.begin(); it != e.end(); ++it) {
+            if (!it.value().is_object()) continue;
+            EXPECT_EQ(it.value()["replay_equal"], true) << it.key();
+            EXPECT_EQ(it.value()["replay_override_zero"], true) << it.key();
+            EXPECT_EQ(it.value()["restored"], true) << it.key();
+            ++checked;
+        }
+        EXPECT_EQ(checked, 6);
+    }
+    EXPECT_EQ(rep["replay_outside_epoch"], "UNAVAILABLE");
+    EXPECT_EQ(rep["buffer_roundtrip"], true);
+    EXPECT_EQ(rep["params_of_first"], json::array({"weight"}));
+    EXPECT_EQ(rep["quantized"].size(), 30u);
+    EXPECT_GT(rep["max_quant_error"].get<double>(), 0.0);
+
+    // The saved weights are the fake-quantized ones: up_proj has 64 inputs, less than W4A16's group
+    // of 128, so each row is one 4-bit group and lies on at most 16 levels.
+    safetensors_file st(dir / "out-independent/model.safetensors");
+    at::Tensor w = st.tensor("model.layers.2.mlp.up_proj.weight");
+    for (int64_t row = 0; row < 4; ++row) EXPECT_LE(std::get<0>(at::_unique(w[row])).numel(), 16) << row;
+    // recipe.yaml is saved with the defaults filled in.
+    const std::string saved = test::read_file(dir / "out-independent/recipe.yaml");
+    EXPECT_NE(saved.find("probe_stage:"), std::string::npos) << saved;
+    EXPECT_NE(saved.find("scheme: W4A16"), std::string::npos) << saved;
+}
+
+TEST(lifecycle, each_pipeline_sends_its_events) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("pipes");
+    auto seq = run_probe(dir, "", "sequential");
+    ASSERT_EQ(seq.cmd.exit_code, 0) << seq.cmd.output;
+    EXPECT_EQ(seq.trace, expected_trace(5));
+    auto basic = run_probe(dir, "", "basic");
+    ASSERT_EQ(basic.cmd.exit_code, 0) << basic.cmd.output;
+    EXPECT_EQ(basic.trace, expected_trace(1));
+    auto datafree = run_probe(dir, "      needs_data: false\n", "datafree", false);
+    ASSERT_EQ(datafree.cmd.exit_code, 0) << datafree.cmd.output;
+    EXPECT_EQ(datafree.trace, expected_trace(1));
+    // In datafree mode no forward pass ran: no hook fired.
+    EXPECT_TRUE(datafree.report["pre_calls"].empty());
+    // The epoch end of basic and datafree carries every module of the model.
+    EXPECT_EQ(basic.report["epochs"][0]["modules"], 66);
+}
+
+TEST(lifecycle, training_lifecycle_dispatch_with_start) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("train");
+    auto r = run_probe(dir, "      start: 0\n", "independent");
+    ASSERT_EQ(r.cmd.exit_code, 0) << r.cmd.output;
+    EXPECT_EQ(r.trace, expected_trace(5, true));
+}
+
+TEST(lifecycle, errors_name_the_modifier_and_leave_no_output) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("err");
+    auto r = run_probe(dir, "      fail_in: on_sequential_epoch_end\n", "independent");
+    EXPECT_EQ(r.cmd.exit_code, 1);
+    EXPECT_NE(r.cmd.output.find("probe_stage.probe_modifiers.ServicesProbeModifier"), std::string::npos) << r.cmd.output;
+    EXPECT_NE(r.cmd.output.find("probe fails in on_sequential_epoch_end on purpose"), std::string::npos) << r.cmd.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out-independent"));
+    for (const auto &e : std::filesystem::directory_iterator(dir.path()))
+        EXPECT_EQ(e.path().filename().string().find(".out-independent.partial"), std::string::npos) << e.path();
+}
+
+TEST(lifecycle, bad_recipes_fail_before_anything_runs) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("bad");
+    auto host = [&](const std::string &recipe_text) {
+        test::write_file(dir / "r.yaml", recipe_text);
+        return test::run_command(std::string(LLMC_HOST_EXE) + " --plugins " + LLMC_TEST_PLUGIN_DIR + " --recipe " +
+                                 (dir / "r.yaml") + " --model " + test::stories_dir() + " --output " + (dir / "out"));
+    };
+    auto unknown = host("s_stage:\n  g_modifiers:\n    GPTQModifier:\n      scheme: W4A16\n");
+    EXPECT_EQ(unknown.exit_code, 1);
+    EXPECT_NE(unknown.output.find("unknown modifier 'GPTQModifier' (available: ServicesProbeModifier)"),
+              std::string::npos)
+        << unknown.output;
+    auto field = host("s_stage:\n  g_modifiers:\n    ServicesProbeModifier:\n      sheme: W4A16\n");
+    EXPECT_EQ(field.exit_code, 1);
+    EXPECT_NE(field.output.find("ServicesProbeModifier: field 'sheme': unknown field"), std::string::npos) << field.output;
+    auto type = host("s_stage:\n  g_modifiers:\n    ServicesProbeModifier:\n      quantize: [1]\n");
+    EXPECT_EQ(type.exit_code, 1);
+    EXPECT_NE(type.output.find("field 'quantize': expected bool"), std::string::npos) << type.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
