@@ -79,8 +79,8 @@ std::vector<std::string> expected_trace(int subgraphs, bool training = false) {
 TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
     LLMC_REQUIRE_SHARED();
     test::temp_dir dir("life");
-    // down_proj (172 inputs) is ignored: W4A16's groups of 128 do not divide it.
-    auto r = run_probe(dir, "      quantize: true\n      ignore: [lm_head, 're:.*down_proj']\n", "independent");
+    // W8A8: per-channel int8 weights fit every width of the model (W4A16's groups of 128 do not).
+    auto r = run_probe(dir, "      quantize: true\n      scheme: W8A8\n", "independent");
     ASSERT_EQ(r.cmd.exit_code, 0) << r.cmd.output;
     // needs_data (default true): the independent pipeline runs it sequentially, one subgraph per layer.
     EXPECT_EQ(r.trace, expected_trace(5));
@@ -89,13 +89,16 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
     ASSERT_FALSE(rep.is_discarded());
     EXPECT_EQ(rep["host_name"], "llmc-host");
     EXPECT_EQ(rep["root_class"], "LlamaForCausalLM");
-    EXPECT_EQ(rep["module_count"], 1 + 1 + 1 + 1 + 5 * 12 + 1 + 1); // root, model, embed, layers, 5x12, norm, lm_head
+    // root, model, embed_tokens, layers, 5 x 13 (layer, attn, 4 proj, mlp, 3 proj, act_fn, 2 norms),
+    // norm, rotary_emb, lm_head
+    EXPECT_EQ(rep["module_count"], 4 + 5 * 13 + 3);
     EXPECT_EQ(rep["unknown_module_error"], "NOT_FOUND");
     EXPECT_EQ(rep["extension_unknown_is_null"], true);
     EXPECT_EQ(rep["cancelled"], false);
-    EXPECT_EQ(rep["matched"].size(), 30u) << "6 Linear per layer, lm_head and down_proj ignored";
+    EXPECT_EQ(rep["matched"].size(), 35u) << "7 Linear per layer, lm_head ignored";
     EXPECT_EQ(rep["matched"][0], "model.layers.0.self_attn.q_proj");
-    EXPECT_EQ(rep["scheme"]["weights"]["num_bits"], 4);
+    EXPECT_EQ(rep["scheme"]["weights"]["num_bits"], 8);
+    EXPECT_EQ(rep["scheme"]["weights"]["strategy"], "channel");
     EXPECT_EQ(rep["scheme_get_matches"], true);
     EXPECT_EQ(rep["scheme_get_unattached_empty"], true);
     // Hooks fire in the calibration pass only (4 batches), never in the propagation pass, and a
@@ -117,23 +120,28 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
             EXPECT_EQ(it.value()["restored"], true) << it.key();
             ++checked;
         }
-        EXPECT_EQ(checked, 6);
+        EXPECT_EQ(checked, 7);
     }
     EXPECT_EQ(rep["replay_outside_epoch"], "UNAVAILABLE");
     EXPECT_EQ(rep["buffer_roundtrip"], true);
     EXPECT_EQ(rep["params_of_first"], json::array({"weight"}));
-    EXPECT_EQ(rep["quantized"].size(), 30u);
+    EXPECT_EQ(rep["quantized"].size(), 35u);
     EXPECT_GT(rep["max_quant_error"].get<double>(), 0.0);
 
-    // The saved weights are the fake-quantized ones: up_proj has 64 inputs, less than W4A16's group
-    // of 128, so each row is one 4-bit group and lies on at most 16 levels.
+    // The saved weights are the fake-quantized ones: weight / weight_scale is an integer in
+    // [-128, 127] for every row (the probe stored the scale it used as a buffer).
     safetensors_file st(dir / "out-independent/model.safetensors");
-    at::Tensor w = st.tensor("model.layers.2.mlp.up_proj.weight");
-    for (int64_t row = 0; row < 4; ++row) EXPECT_LE(std::get<0>(at::_unique(w[row])).numel(), 16) << row;
+    at::Tensor w = st.tensor("model.layers.2.mlp.down_proj.weight").to(at::kDouble);
+    at::Tensor scale = st.tensor("model.layers.2.mlp.down_proj.weight_scale").to(at::kDouble);
+    ASSERT_EQ(scale.sizes(), (std::vector<int64_t>{64, 1}));
+    at::Tensor k = w / scale;
+    EXPECT_LT((k - k.round()).abs().max().item<double>(), 1e-3);
+    EXPECT_LE(k.abs().max().item<double>(), 128.0);
+    EXPECT_GT(std::get<0>(at::_unique(k.round())).numel(), 16) << "8-bit levels, not fewer";
     // recipe.yaml is saved with the defaults filled in.
     const std::string saved = test::read_file(dir / "out-independent/recipe.yaml");
     EXPECT_NE(saved.find("probe_stage:"), std::string::npos) << saved;
-    EXPECT_NE(saved.find("scheme: W4A16"), std::string::npos) << saved;
+    EXPECT_NE(saved.find("scheme: W8A8"), std::string::npos) << saved;
 }
 
 TEST(lifecycle, each_pipeline_sends_its_events) {
@@ -151,7 +159,7 @@ TEST(lifecycle, each_pipeline_sends_its_events) {
     // In datafree mode no forward pass ran: no hook fired.
     EXPECT_TRUE(datafree.report["pre_calls"].empty());
     // The epoch end of basic and datafree carries every module of the model.
-    EXPECT_EQ(basic.report["epochs"][0]["modules"], 66);
+    EXPECT_EQ(basic.report["epochs"][0]["modules"], 72);
 }
 
 TEST(lifecycle, training_lifecycle_dispatch_with_start) {

@@ -39,7 +39,8 @@ void output_dir::copy_side_files(const std::string &model_dir) const {
     for (const char *n : names) {
         fs::path src = fs::path(model_dir) / n;
         std::error_code ec;
-        if (fs::is_regular_file(src, ec)) fs::copy_file(src, fs::path(staging_) / n, fs::copy_options::overwrite_existing, ec);
+        if (!fs::is_regular_file(src, ec)) continue;
+        fs::copy_file(src, fs::path(staging_) / n, fs::copy_options::overwrite_existing, ec);
         if (ec) fail("cannot copy {} to the output: {}", src.string(), ec.message());
     }
 }

@@ -85,10 +85,12 @@ at::Tensor clamp_into(const at::Tensor &x, double lo, double hi) {
     default: break;
     }
     const bool clamp_lo = lo > -src_max, clamp_hi = hi < src_max;
-    if (clamp_lo && clamp_hi) return at::clamp(x, lo, hi);
-    if (clamp_lo) return at::clamp_min(x, lo);
-    if (clamp_hi) return at::clamp_max(x, hi);
-    return x;
+    return fp16_safe(x, [&](const at::Tensor &t) {
+        if (clamp_lo && clamp_hi) return at::clamp(t, lo, hi);
+        if (clamp_lo) return at::clamp_min(t, lo);
+        if (clamp_hi) return at::clamp_max(t, hi);
+        return t;
+    });
 }
 
 } // namespace
@@ -138,8 +140,9 @@ uint8_t fp4_e2m1_encode_value(float x) {
     else if (a < 3.5f) idx = 5;
     else if (a <= 5.0f) idx = 6;
     else idx = 7;
-    // cast_to_fp4 multiplies by sign(x), which is 0 for -0.0: only x < 0 keeps the sign bit.
-    return static_cast<uint8_t>((x < 0.0f ? 8 : 0) | idx);
+    // As pack_fp4_to_uint8: the sign bit is signbit(x), so the -0.0 that cast_to_fp4 gives a
+    // small negative value is stored as code 8.
+    return static_cast<uint8_t>(sign | idx);
 }
 
 float fp4_e2m1_decode_value(uint8_t code) {
@@ -209,7 +212,7 @@ at::Tensor mx_scale_exponent(const at::Tensor &absmax, int num_bits) {
     else if (num_bits == 8) off = 8;
     else fail("MX scales exist for 4- and 8-bit floats, got {} bits", num_bits);
     auto p2 = round_to_power_of_two(absmax);
-    return (at::floor(at::log2(p2)) + 127) - off;
+    return (fp16_safe(p2, [](const at::Tensor &t) { return at::floor(at::log2(t)); }) + 127) - off;
 }
 
 at::Tensor e8m0_to_scale(const at::Tensor &e, at::ScalarType dtype) {
@@ -217,7 +220,8 @@ at::Tensor e8m0_to_scale(const at::Tensor &e, at::ScalarType dtype) {
 }
 
 at::Tensor e8m0_from_scale(const at::Tensor &scale) {
-    return (at::floor(at::log2(scale)).to(at::kInt) + 127).to(at::kByte);
+    auto e = fp16_safe(scale, [](const at::Tensor &t) { return at::floor(at::log2(t)); });
+    return (e.to(at::kInt) + 127).to(at::kByte);
 }
 
 at::Tensor round_to_bf16(const at::Tensor &x) {
@@ -250,7 +254,7 @@ at::Tensor round_to_dtype(const at::Tensor &x, dtype_id d, bool cast_back) {
     if (d == dtype_id::float8_e4m3fn) r = round_minifloat(t, 3, -6, 8, 448.0);
     else if (d == dtype_id::float8_e5m2) r = round_minifloat(t, 2, -14, 15, 57344.0);
     else if (is_floating(d)) r = t.to(holding_scalar_type(d));
-    else r = at::round(t).to(holding_scalar_type(d));
+    else r = fp16_safe(t, [](const at::Tensor &v) { return at::round(v); }).to(holding_scalar_type(d));
     return cast_back ? r.to(original) : r;
 }
 

@@ -29,8 +29,9 @@ at::Tensor fp8_e4m3_round(const at::Tensor &x);
 
 // --- FP4 E2M1: code = sign bit 3 | index into {0, .5, 1, 1.5, 2, 3, 4, 6} ---
 
-// compressed-tensors' cast_to_fp4 thresholds; the sign bit is set for x < 0 (so -0.1 gives code
-// 8, i.e. -0), not for -0.0; NaN gives code 0 (| sign bit).
+// compressed-tensors' cast_to_fp4 thresholds on |x|; the sign bit is signbit(x), as
+// pack_fp4_to_uint8 sets it (-0.0 -> code 8); NaN gives magnitude index 0. Encoding the output of
+// fp4_e2m1_round gives the codes compressed-tensors packs.
 uint8_t fp4_e2m1_encode_value(float x);
 float fp4_e2m1_decode_value(uint8_t code);
 at::Tensor fp4_e2m1_encode(const at::Tensor &x);
@@ -65,5 +66,13 @@ at::Tensor round_to_fp16(const at::Tensor &x);
 at::Tensor round_to_dtype(const at::Tensor &x, dtype_id d, bool cast_back = true);
 // The ATen dtype that holds values of d (float32 for the float8 dtypes).
 at::ScalarType holding_scalar_type(dtype_id d);
+
+// LibTorch 1.13 has no CPU fp16 kernels for clamp, round, floor and log2 (PyTorch 2.x has, and
+// computes them in float32). Runs f on a float32 copy of an fp16 CPU tensor and casts back, which
+// gives the same values; other tensors go to f directly.
+template <class F> at::Tensor fp16_safe(const at::Tensor &t, F f) {
+    if (t.scalar_type() == at::kHalf && t.device().is_cpu()) return f(t.to(at::kFloat)).to(at::kHalf);
+    return f(t);
+}
 
 } // namespace llmc::quant

@@ -75,7 +75,9 @@ bool is_group_like(const quant_args &a) {
 at::Tensor clamp_to_range(const quant_args &a, const at::Tensor &t) {
     const auto [lo, hi] = quant_range(a);
     auto opts = t.options().dtype(at::kFloat);
-    return at::clamp(t, at::scalar_tensor(lo, opts), at::scalar_tensor(hi, opts));
+    return fp16_safe(t, [&](const at::Tensor &v) {
+        return at::clamp(v, at::scalar_tensor(lo, opts), at::scalar_tensor(hi, opts));
+    });
 }
 
 // g_idx is used only when initialized: defined, non-empty and without -1.
@@ -117,7 +119,7 @@ at::Tensor quantize_values(const quant_args &a, const at::Tensor &x, const at::T
     auto scaled = x / s;
     if (zp.defined()) scaled = scaled + zp.to(x.scalar_type()); // in place in the reference
     auto c = clamp_to_range(a, scaled);
-    if (a.type == quant_type::int_) return at::round(c);
+    if (a.type == quant_type::int_) return fp16_safe(c, [](const at::Tensor &v) { return at::round(v); });
     if (a.num_bits == 8) return fp8_e4m3_round(c);
     return fp4_e2m1_round(c);
 }
@@ -153,7 +155,7 @@ at::Tensor process(const quant_args &a, at::Tensor x, const qparams &qp, const a
         auto padded = pad_to_blocks(x, bh, bw);
         const int64_t rb = padded.size(0) / bh, cb = padded.size(1) / bw;
         if (scale.dim() != 2 || scale.size(0) != rb || scale.size(1) != cb)
-            fail("block scale must have shape [{}, {}], got {}", rb, cb, scale.sizes());
+            fail("block scale must have shape [{}, {}], got {}", rb, cb, c10::str(scale.sizes()));
         auto blocks = padded.reshape({rb, bh, cb, bw}).transpose(1, 2);
         auto out = run(blocks, unsq(unsq(scale)), unsq(unsq(zp)));
         out = out.transpose(1, 2).reshape({rb * bh, cb * bw});
@@ -220,7 +222,9 @@ at::ScalarType registered_scale_dtype(at::ScalarType observed) {
 at::Tensor global_scale_for(const at::Tensor &absmax_in) {
     if (absmax_in.numel() == 0) fail("global scale of an empty tensor");
     auto absmax = absmax_in.numel() == 1 ? absmax_in.reshape({}) : absmax_in.amax();
-    absmax = at::clamp_min(absmax, static_cast<double>(std::numeric_limits<float>::min()));
+    absmax = fp16_safe(absmax, [](const at::Tensor &v) {
+        return at::clamp_min(v, static_cast<double>(std::numeric_limits<float>::min()));
+    });
     // `448 * 6 / absmax` in PyTorch is Tensor.__rtruediv__: reciprocal, then a scalar multiply.
     auto gs = mul_scalar(at::reciprocal(absmax), fp8_e4m3_max * fp4_e2m1_max).to(at::kFloat);
     gs = at::where(at::isfinite(gs), gs, at::ones_like(gs));
@@ -255,7 +259,9 @@ qparams qparams_from_minmax(const quant_args &a, at::Tensor min, at::Tensor max,
         scale = div_scalar(max - min, bit_range);
         auto opts = min.options().dtype(at::kFloat);
         zp = at::scalar_tensor(q_min, opts) - min / scale;
-        zp = at::clamp(zp, at::scalar_tensor(q_min, opts), at::scalar_tensor(q_max, opts));
+        zp = fp16_safe(zp, [&](const at::Tensor &v) {
+            return at::clamp(v, at::scalar_tensor(q_min, opts), at::scalar_tensor(q_max, opts));
+        });
     }
 
     if (global_scale && global_scale->defined()) scale = *global_scale * scale;
@@ -346,7 +352,7 @@ std::pair<at::Tensor, at::Tensor> mse_min_max(const quant_args &args, const at::
         const qparams cand{qp.scale.unsqueeze(-1), qp.zero_point.unsqueeze(-1), {}};
         const auto q = fake_quantize(token, flat, cand).to(flat.scalar_type());
         const auto e = pow_scalar((q - flat).abs(), o.norm);
-        const auto err = at::sum(e.to(at::kFloat), {0, -1}).to(e.scalar_type());
+        const auto err = at::sum(e.to(at::kFloat), at::IntArrayRef{0, -1}).to(e.scalar_type());
         const auto improved = err < best_err;
         if (improved.any().item<bool>()) {
             best_err = at::where(improved, err, best_err);
@@ -473,8 +479,17 @@ void observer::reset() { min_ = max_ = gmin_ = gmax_ = at::Tensor(); }
 
 qparams qparams_observe(const quant_args &args, const at::Tensor &x, observed_role role,
                         const at::Tensor *global_scale, const at::Tensor *g_idx) {
+    require_validated(args);
+    // Fully dynamic args have no observer: their qparams are the runtime ones of x.
+    if (args.dynamic == dynamic_kind::dynamic) return qparams_dynamic(args, x, global_scale);
     observer obs(args, role);
     obs.observe(x, g_idx);
+    if (args.dynamic == dynamic_kind::local) {
+        // Only the global scale is calibrated; local scales are computed at runtime.
+        const auto gs =
+            (global_scale && global_scale->defined()) ? *global_scale : obs.global_scale();
+        return qparams_dynamic(args, x, &gs);
+    }
     auto qp = obs.get_qparams(global_scale);
     // The observer's result is copied into the module's registered scale parameter.
     qp.scale = qp.scale.to(registered_scale_dtype(x.scalar_type()));

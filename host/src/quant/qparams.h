@@ -129,7 +129,8 @@ class observer {
 
 // One observation through a fresh observer, as a weight's qparams are computed: the scale comes
 // back in registered_scale_dtype(x's dtype). For tensor_group the global scale is `global_scale`
-// when given, else computed from x.
+// when given, else computed from x. Fully dynamic args give qparams_dynamic(x); "local" args a
+// calibrated (or given) global scale with qparams_dynamic's local scales.
 qparams qparams_observe(const quant_args &args, const at::Tensor &x,
                         observed_role role = observed_role::weight,
                         const at::Tensor *global_scale = nullptr, const at::Tensor *g_idx = nullptr);
