@@ -31,6 +31,7 @@ int describe(const llmc::plugin_registry &reg, const std::string &name) {
         if (p.contains("choices")) extra += " choices=" + p["choices"].dump();
         if (p.contains("minimum")) extra += " min=" + p["minimum"].dump();
         if (p.contains("maximum")) extra += " max=" + p["maximum"].dump();
+        if (p.contains("exclusive_minimum")) extra += " greater_than=" + p["exclusive_minimum"].dump();
         std::printf("  %-28s %-12s default=%s%s\n      %s\n", p.value("name", "").c_str(), p.value("type", "").c_str(),
                     p.value("default", nlohmann::json()).dump().c_str(), extra.c_str(),
                     p.value("description", "").c_str());
@@ -58,7 +59,6 @@ int main(int argc, char **argv) {
     app.add_option("--dtype", opt.dtype, "compute dtype: float32 (default) or bfloat16");
     app.add_option("--num-calibration-samples", opt.data.num_samples, "default 512");
     app.add_option("--max-seq-length", opt.data.max_seq_length, "default 2048, capped by the model");
-    app.add_option("--text-column", opt.data.text_column, "JSONL text field (default text)");
     app.add_flag("--shuffle", opt.data.shuffle, "shuffle calibration samples");
     app.add_option("--seed", opt.data.seed, "shuffle seed (default 42)");
     app.add_option("--threads", threads, "intra-op threads (default: all cores)");

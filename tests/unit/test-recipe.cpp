@@ -153,7 +153,7 @@ TEST(recipe, w4a16_gptq) {
     EXPECT_EQ(m.stage, "default");
     EXPECT_EQ(m.group, "default");
     EXPECT_EQ(m.class_name, "GPTQModifier");
-    EXPECT_EQ(m.where, "<string>: default_stage.default_modifiers.GPTQModifier");
+    EXPECT_EQ(m.where, "<string>:3:5: default_stage.default_modifiers.GPTQModifier");
     EXPECT_EQ(m.line, 3);
     EXPECT_EQ(m.column, 5);
     EXPECT_EQ(r.source, "<string>");
@@ -175,7 +175,7 @@ TEST(recipe, smoothquant_gptq_w8a8) {
     EXPECT_EQ(r.modifiers[0].class_name, "SmoothQuantModifier");
     EXPECT_EQ(r.modifiers[0].stage, "quant");
     EXPECT_EQ(r.modifiers[0].group, "quant");
-    EXPECT_EQ(r.modifiers[0].where, "smoothquant_gptq_w8a8.yaml: quant_stage.quant_modifiers.SmoothQuantModifier");
+    EXPECT_EQ(r.modifiers[0].where, "smoothquant_gptq_w8a8.yaml:3:5: quant_stage.quant_modifiers.SmoothQuantModifier");
     EXPECT_EQ(r.modifiers[0].args, ordered_json::parse(R"({"smoothing_strength": 0.8, "mappings": [
         [["re:.*q_proj", "re:.*k_proj", "re:.*v_proj"], "re:.*input_layernorm"],
         [["re:.*gate_proj", "re:.*up_proj"], "re:.*post_attention_layernorm"]]})"));
@@ -230,7 +230,7 @@ TEST(recipe, multi_stage_flattened_in_order) {
     EXPECT_EQ(r.modifiers[0].args["mask_structure"], "2:4");
     EXPECT_EQ(r.modifiers[0].args["targets"][0], "re:model.layers.\\d+$");
     EXPECT_EQ(r.modifiers[2].args["scheme"], ordered_json::parse(R"({"W4A16": ["Linear"]})"));
-    EXPECT_EQ(r.modifiers[2].where, "<string>: quant_stage.quant_modifiers.GPTQModifier");
+    EXPECT_EQ(r.modifiers[2].where, "<string>:15:5: quant_stage.quant_modifiers.GPTQModifier");
     recipe back = round_trip(r);
     // run_type is a legacy marker and is not written back.
     EXPECT_EQ(recipe_to_yaml(back).find("run_type"), std::string::npos);
@@ -254,7 +254,7 @@ TEST(recipe, top_level_modifiers_list) {
         EXPECT_EQ(m.group, "default");
     }
     EXPECT_EQ(r.modifiers[1].class_name, "GPTQModifier");
-    EXPECT_EQ(r.modifiers[1].where, "seed.yaml: modifiers[1].GPTQModifier");
+    EXPECT_EQ(r.modifiers[1].where, "seed.yaml:4:5: modifiers[1].GPTQModifier");
     EXPECT_EQ(r.modifiers[1].args["targets"], "Linear");
     EXPECT_EQ(r.modifiers[2].args, ordered_json::object());
     round_trip(r);
@@ -270,10 +270,10 @@ quant_modifiers:
     ASSERT_EQ(r.modifiers.size(), 2u);
     EXPECT_EQ(r.modifiers[0].stage, "default");
     EXPECT_EQ(r.modifiers[0].group, "default");
-    EXPECT_EQ(r.modifiers[0].where, "<string>: modifiers.GPTQModifier");
+    EXPECT_EQ(r.modifiers[0].where, "<string>:2:3: modifiers.GPTQModifier");
     EXPECT_EQ(r.modifiers[1].stage, "default"); // older llm-compressor: a bare group is stage "default"
     EXPECT_EQ(r.modifiers[1].group, "quant");
-    EXPECT_EQ(r.modifiers[1].where, "<string>: quant_modifiers.QuantizationModifier");
+    EXPECT_EQ(r.modifiers[1].where, "<string>:4:3: quant_modifiers.QuantizationModifier");
     round_trip(r);
 }
 
@@ -324,7 +324,7 @@ TEST(recipe, json_text_and_files) {
     auto path = temp_file("recipe.json", json);
     recipe f = recipe_load_file(path.string());
     EXPECT_EQ(f.source, path.string());
-    EXPECT_EQ(f.modifiers[0].where, path.string() + ": quant_stage.quant_modifiers.GPTQModifier");
+    EXPECT_EQ(f.modifiers[0].where, path.string() + ":4:4: quant_stage.quant_modifiers.GPTQModifier");
     expect_same_modifiers(r, f);
 
     auto yaml_path = temp_file("recipe.yaml", smoothquant_gptq_w8a8);

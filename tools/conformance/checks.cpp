@@ -275,7 +275,13 @@ check_result misuse_bad_state(const kit_options &o) {
 check_result no_exception_escape(const kit_options &o) {
     // Any exception reaching here crossed the C ABI: the child's catch reports it as failed, and a
     // noexcept trampoline that terminates shows up as crashed (SIGABRT).
-    fixture f(o);
+    std::unique_ptr<fixture> fp;
+    try {
+        fp = std::make_unique<fixture>(o);
+    } catch (const std::exception &e) {
+        return bad(std::string("cannot set up: ") + e.what());
+    }
+    fixture &f = *fp;
     const auto &d = f.lib->descriptor();
     host_sink sink;
     llmc_modifier_t *m = nullptr;

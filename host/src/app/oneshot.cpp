@@ -25,8 +25,8 @@ at::ScalarType dtype_parse(const std::string &s) {
 }
 
 void oneshot_run(const oneshot_options &opt) {
-    // Everything that can be checked without the model is checked first, so a bad recipe fails
-    // in milliseconds and nothing is written.
+    // Everything that can be checked without the weights is checked first, so a bad recipe, option
+    // or dataset fails in milliseconds and nothing is written.
     plugin_registry reg;
     for (const auto &d : opt.plugin_dirs) reg.scan(d);
     recipe r = recipe_load_file(opt.recipe);
@@ -38,32 +38,39 @@ void oneshot_run(const oneshot_options &opt) {
         if (!why.empty()) fail("{}: {}: {}", m.where, m.class_name, why);
         libs.push_back(lib);
     }
+    // recipe.yaml as llm-compressor saves it (defaults filled in); rendered now so a recipe that
+    // cannot be saved fails before the work.
+    recipe saved = r;
+    for (size_t i = 0; i < saved.modifiers.size(); ++i)
+        saved.modifiers[i].args = params_with_defaults(libs[i]->params(), saved.modifiers[i].args);
+    const std::string recipe_yaml = recipe_to_yaml(saved);
     const pipeline_kind kind = pipeline_parse(opt.pipeline);
-    output_dir out(opt.output, opt.overwrite); // refuses an existing output before the long work
-
-    auto model = causal_lm::load(opt.model, dtype_parse(opt.dtype));
-    session s(*model);
-    for (size_t i = 0; i < r.modifiers.size(); ++i) s.add_modifier(libs[i], r.modifiers[i].args, r.modifiers[i].where);
-
+    const at::ScalarType dtype = dtype_parse(opt.dtype);
+    const model_config cfg = model_config::load(opt.model);
     pipeline_options popt;
     popt.kind = kind;
     if (!opt.data.path.empty()) {
         dataset_options d = opt.data;
-        d.max_seq_length = std::min<int64_t>(d.max_seq_length, model->config().max_position_embeddings);
-        popt.batches = dataset_load_ids(d, model->config().vocab_size);
+        d.max_seq_length = std::min<int64_t>(d.max_seq_length, cfg.max_position_embeddings);
+        popt.batches = dataset_load_ids(d, cfg.vocab_size);
         spdlog::info("calibration: {} samples from {}", popt.batches.size(), d.path);
     }
+    output_dir out(opt.output, opt.overwrite); // refuses an existing output before the long work
+
+    auto model = causal_lm::load(opt.model, dtype);
+    session s(*model);
+    for (size_t i = 0; i < r.modifiers.size(); ++i) s.add_modifier(libs[i], r.modifiers[i].args, r.modifiers[i].where);
 
     s.initialize();
     pipeline_run(s, popt);
     s.finalize();
 
-    // Save: the model, then the recipe as llm-compressor writes it (defaults filled in).
     model->save(out.staging());
-    recipe saved = r;
-    for (size_t i = 0; i < saved.modifiers.size(); ++i)
-        saved.modifiers[i].args = params_with_defaults(libs[i]->params(), saved.modifiers[i].args);
-    std::ofstream(fs::path(out.staging()) / "recipe.yaml") << recipe_to_yaml(saved);
+    const fs::path recipe_path = fs::path(out.staging()) / "recipe.yaml";
+    std::ofstream rf(recipe_path);
+    rf << recipe_yaml;
+    rf.close();
+    if (!rf) fail("cannot write {}", recipe_path.string());
     out.copy_side_files(opt.model);
     out.commit();
     spdlog::info("wrote {}", opt.output);

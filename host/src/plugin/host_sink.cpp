@@ -27,6 +27,7 @@ host_sink::host_sink() {
 void host_sink::set(llmc_error_sink_t *s, llmc_status_t code, const char *message) {
     if (s == nullptr) return;
     auto *self = static_cast<host_sink *>(s->host_data);
+    std::lock_guard<std::mutex> lock(self->mutex_);
     if (self->set_) return;
     self->set_ = true;
     self->code_ = code;

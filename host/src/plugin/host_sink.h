@@ -3,6 +3,7 @@
 
 #include <llmc/status.h>
 
+#include <mutex>
 #include <string>
 
 namespace llmc {
@@ -26,6 +27,7 @@ class host_sink {
     std::string message_;
     llmc_status_t code_ = LLMC_OK;
     bool set_ = false;
+    std::mutex mutex_; // the sink is [thread-safe]: a plugin may report from its worker threads
 };
 
 // Reports an error into a sink the plugin passed to the host (host -> plugin direction).

@@ -37,6 +37,9 @@ std::shared_ptr<plugin_library> plugin_library::load(const std::string &path) {
     if (d == nullptr) fail("plugin {}: entry function returned NULL", path);
     const size_t header = offsetof(llmc_modifier_descriptor_t, abi_version) + sizeof(llmc_version_t);
     if (d->struct_size < header) fail("plugin {}: descriptor struct_size {} is too small", path, d->struct_size);
+    if (d->struct_size < offsetof(llmc_modifier_descriptor_t, on_calibration_end) + sizeof(void *))
+        fail("plugin {}: descriptor struct_size {} is smaller than the ABI 1.0 descriptor ({} bytes)", path,
+             d->struct_size, offsetof(llmc_modifier_descriptor_t, on_calibration_end) + sizeof(void *));
     std::string why = abi_version_check(d->abi_version);
     if (!why.empty()) fail("plugin {}: {}", path, why);
     // Copy what the plugin filled into a zeroed struct: fields it does not know read as NULL.
@@ -45,7 +48,6 @@ std::shared_ptr<plugin_library> plugin_library::load(const std::string &path) {
     auto need = [&](bool present, const char *field) {
         if (!present) fail("plugin {}: descriptor field '{}' is missing (NULL)", path, field);
     };
-    need(LLMC_HAS_FIELD(&x, llmc_modifier_descriptor_t, on_calibration_end), "struct_size covers every v1.0 field");
     need(x.name != nullptr && *x.name != '\0', "name");
     need(x.version != nullptr, "version");
     need(x.description != nullptr, "description");

@@ -317,7 +317,9 @@ at::Tensor flatten_for_calibration(const quant_args &a, const at::Tensor &x_in, 
         default: return bad("activations");
         }
     case observed_role::attention:
-        if (x.dim() != 4) fail("attention states must be [batch, heads, seq, head_dim], got {} dimensions", x.dim());
+        if (x.dim() != 4)
+            fail("attention states must be [batch, heads, seq, head_dim], got {} dimensions",
+                 x.dim());
         switch (s) {
         case quant_strategy::tensor:
             return x.transpose(1, 2).flatten(0, 1).flatten(-2, -1).unsqueeze(-2);

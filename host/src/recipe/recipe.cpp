@@ -205,9 +205,10 @@ class parser {
                       const YAML::Node &class_key, const YAML::Node &fields) {
         recipe_modifier m;
         m.class_name = class_key.Scalar();
-        m.where = fmt::format("{}: {}.{}", r_.source, path, m.class_name);
         m.line = class_key.Mark().line + 1;
         m.column = class_key.Mark().line < 0 ? 0 : class_key.Mark().column + 1;
+        m.where = m.line > 0 ? fmt::format("{}:{}:{}: {}.{}", r_.source, m.line, m.column, path, m.class_name)
+                             : fmt::format("{}: {}.{}", r_.source, path, m.class_name);
         if (fields.IsNull())
             m.args = ordered_json::object();
         else if (fields.IsMap())

@@ -320,7 +320,9 @@ llmc_status_t quant_fake_quantize(const llmc_host_t *, const char *args_json, co
         if (zero_point != nullptr) q.zero_point = from_borrowed(zero_point, "zero_point");
         at::Tensor gi;
         if (g_idx != nullptr) gi = from_borrowed(g_idx, "g_idx");
-        at::Tensor r = fake_quantize(args, from_borrowed(x, "x"), q, g_idx != nullptr ? &gi : nullptr);
+        at::Tensor xt = from_borrowed(x, "x");
+        // The ABI promises x's dtype (the numerics compute in the wider of x and the scale).
+        at::Tensor r = fake_quantize(args, xt, q, g_idx != nullptr ? &gi : nullptr).to(xt.scalar_type());
         *out = to_dlpack(r);
         return LLMC_OK;
     });
@@ -338,7 +340,8 @@ llmc_status_t quant_enable(const llmc_host_t *h, int enabled, llmc_error_sink_t 
 
 llmc_status_t replay_capture(const llmc_host_t *h, const char *module, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
-        session_of(h).replay_capture(module_index_of(h, module));
+        modifier_instance &inst = inst_of(h);
+        inst.owner().replay_capture(inst.id(), module_index_of(h, module));
         return LLMC_OK;
     });
 }
@@ -357,23 +360,32 @@ llmc_status_t replay_run(const llmc_host_t *h, const char *module, const llmc_na
             raise(LLMC_ERR_UNAVAILABLE,
                   fmt::format("no cached inputs for '{}' in this subgraph (call replay_capture first)", m.name()));
         // Swap parameters in, restore them whatever happens.
-        std::vector<std::pair<std::string, at::Tensor>> saved;
+        struct saved_param {
+            llmc::module *owner;
+            std::string name;
+            at::Tensor value;
+        };
+        std::vector<saved_param> saved;
         struct restore {
-            llmc::module &m;
-            std::vector<std::pair<std::string, at::Tensor>> &saved;
+            std::vector<saved_param> &saved;
             ~restore() {
-                for (auto &kv : saved) m.params[kv.first] = kv.second;
+                for (auto &p : saved) p.owner->params[p.name] = p.value;
             }
-        } guard_restore{m, saved};
+        } guard_restore{saved};
         for (size_t i = 0; i < override_count; ++i) {
             const std::string n = str(overrides[i].name, "override name");
-            auto p = m.params.find(n);
-            if (p == m.params.end()) raise(LLMC_ERR_NOT_FOUND, fmt::format("'{}' has no parameter '{}'", m.name(), n));
+            // "weight" is the module's own; "q_proj.weight" belongs to a module inside it.
+            const auto dot = n.rfind('.');
+            llmc::module &owner = dot == std::string::npos ? m : s.module_named(m.name() + "." + n.substr(0, dot));
+            const std::string pname = dot == std::string::npos ? n : n.substr(dot + 1);
+            auto p = owner.params.find(pname);
+            if (p == owner.params.end())
+                raise(LLMC_ERR_NOT_FOUND, fmt::format("'{}' has no parameter '{}'", owner.name(), pname));
             at::Tensor v = from_borrowed(overrides[i].tensor, "override");
             if (v.sizes() != p->second.sizes())
-                raise(LLMC_ERR_INVALID_ARG, fmt::format("override {}.{}: shape {} differs from {}", m.name(), n,
+                raise(LLMC_ERR_INVALID_ARG, fmt::format("override {}.{}: shape {} differs from {}", owner.name(), pname,
                                                         shape_str(v.sizes()), shape_str(p->second.sizes())));
-            saved.emplace_back(n, p->second);
+            saved.push_back({&owner, pname, p->second});
             p->second = v.to(p->second.scalar_type()).clone();
         }
         hook_switch &sw = s.model().hooks();

@@ -5,10 +5,14 @@
 #include "session/session.h"
 #include "util/error.h"
 
+#include <spdlog/spdlog.h>
+
 namespace llmc {
 
-static std::optional<double> optional_number(const nlohmann::ordered_json &fields, const char *key) {
+static std::optional<double> optional_number(const nlohmann::ordered_json &fields, const char *key,
+                                             const std::string &where) {
     if (!fields.is_object() || !fields.contains(key) || fields[key].is_null()) return std::nullopt;
+    if (!fields[key].is_number()) fail("{}: field '{}': expected a number, got {}", where, key, fields[key].dump());
     return fields[key].get<double>();
 }
 
@@ -16,8 +20,8 @@ modifier_instance::modifier_instance(std::shared_ptr<plugin_library> lib, const 
                                      const std::string &where, session &s, size_t id)
     : lib_(std::move(lib)), where_(where), session_(s), id_(id) {
     host_ = host_services_table(*this);
-    start_ = optional_number(fields, "start");
-    end_ = optional_number(fields, "end");
+    start_ = optional_number(fields, "start", where_);
+    end_ = optional_number(fields, "end", where_);
     host_sink sink;
     const std::string text = fields.dump();
     llmc_status_t st = LLMC_ERR_INTERNAL;
@@ -33,13 +37,23 @@ modifier_instance::modifier_instance(std::shared_ptr<plugin_library> lib, const 
 }
 
 modifier_instance::~modifier_instance() {
-    if (inst_ != nullptr) lib_->descriptor().destroy(inst_);
+    if (inst_ == nullptr) return;
+    try {
+        lib_->descriptor().destroy(inst_);
+    } catch (...) {
+        spdlog::error("{}: {} destroy let an exception escape through the C ABI (a plugin bug)", where_, name());
+    }
 }
 
 bool modifier_instance::requires_calibration_data() {
     const auto &d = lib_->descriptor();
-    if (d.requires_calibration_data != nullptr) return d.requires_calibration_data(inst_) != 0;
-    return (d.flags & LLMC_MODIFIER_REQUIRES_DATA) != 0;
+    if (d.requires_calibration_data == nullptr) return (d.flags & LLMC_MODIFIER_REQUIRES_DATA) != 0;
+    try {
+        return d.requires_calibration_data(inst_) != 0;
+    } catch (...) {
+        fail("{}: {} requires_calibration_data let an exception escape through the C ABI (a plugin bug)", where_,
+             name());
+    }
 }
 
 void modifier_instance::call(const char *what, llmc_status_t (*fn)(llmc_modifier_t *, llmc_error_sink_t *)) {
@@ -72,9 +86,7 @@ void modifier_instance::initialize() {
     initialized_ = true;
     // llm-compressor fires a fake BATCH_START at index 0 after on_initialize: a modifier whose
     // start is already reached starts now.
-    llmc_event_t ev{};
-    ev.struct_size = sizeof(ev);
-    ev.type = LLMC_EVENT_BATCH_START;
+    llmc_event_t ev = event_make(LLMC_EVENT_BATCH_START);
     if (start_ && *start_ <= 0 && (!end_ || 0 < *end_)) {
         call_event("on_start", lib_->descriptor().on_start, ev);
         started_ = true;

@@ -161,16 +161,25 @@ void run_kind(run_ctx &c, pipeline_kind k) {
 } // namespace
 
 void pipeline_run(session &s, const pipeline_options &opt) {
+    if (opt.kind == pipeline_kind::datafree)
+        for (const auto &m : s.modifiers())
+            if (m->requires_calibration_data())
+                fail("{}: {} needs calibration data, which the datafree pipeline does not give", m->where(), m->name());
     if (opt.kind != pipeline_kind::independent) {
         run_ctx c{s, opt, nullptr};
         run_kind(c, opt.kind);
         return;
     }
+    struct reset_only {
+        session &s;
+        ~reset_only() { s.hooks_only(std::nullopt); }
+    } reset{s};
     for (const auto &m : s.modifiers()) {
         run_ctx c{s, opt, m.get()};
         const bool data = m->requires_calibration_data();
         if (data && opt.batches.empty())
             fail("{}: {} needs calibration data: pass --dataset", m->where(), m->name());
+        s.hooks_only(m->id());
         run_kind(c, data ? pipeline_kind::sequential : pipeline_kind::datafree);
     }
 }

@@ -32,6 +32,8 @@ session::~session() {
     // Hooks hold plugin function pointers: take them off the model before the plugins' instances go.
     for (auto &kv : hooks_) kv.second.mod->remove_hook(kv.second.module_hook);
     hooks_.clear();
+    for (auto &kv : captures_) module_at(kv.first).remove_hook(kv.second.module_hook);
+    captures_.clear();
     modifiers_.clear();
 }
 
@@ -100,6 +102,7 @@ uint64_t session::hook_add(size_t owner, size_t module_index, uint32_t kind, llm
     module &m = module_at(module_index);
     const uint64_t id = next_hook_++;
     auto invoke = [=, &m](const std::vector<at::Tensor> &inputs, const at::Tensor *output) {
+        if (hooks_only_ && *hooks_only_ != owner) return;
         dl_views v;
         for (const auto &t : inputs) v.ptrs.push_back(t.defined() ? v.add(t) : nullptr);
         llmc_hook_call_t call{};
@@ -132,6 +135,15 @@ bool session::hook_remove(size_t owner, uint64_t id) {
 }
 
 void session::hooks_remove_owned(size_t owner) {
+    for (auto it = captures_.begin(); it != captures_.end();) {
+        it->second.owners.erase(owner);
+        if (it->second.owners.empty()) {
+            module_at(it->first).remove_hook(it->second.module_hook);
+            it = captures_.erase(it);
+        } else {
+            ++it;
+        }
+    }
     for (auto it = hooks_.begin(); it != hooks_.end();) {
         if (it->second.owner == owner) {
             it->second.mod->remove_hook(it->second.module_hook);
@@ -144,15 +156,21 @@ void session::hooks_remove_owned(size_t owner) {
 
 // ---- replay
 
-void session::replay_capture(size_t module_index) {
-    if (!replay_modules_.insert(module_index).second) return;
+void session::replay_capture(size_t owner, size_t module_index) {
+    auto it = captures_.find(module_index);
+    if (it != captures_.end()) {
+        it->second.owners.insert(owner);
+        return;
+    }
     module &m = module_at(module_index);
     // Host-internal hook: runs with the same switch as plugin hooks, i.e. in calibration passes.
-    m.add_pre_hook([this](module &mod, const std::vector<at::Tensor> &in) {
+    uint64_t id = m.add_pre_hook([this, module_index](module &mod, const std::vector<at::Tensor> &in) {
+        if (hooks_only_ && captures_.at(module_index).owners.count(*hooks_only_) == 0) return;
         std::vector<at::Tensor> copy;
         for (const auto &t : in) copy.push_back(t.defined() ? t.detach().clone() : t);
         replay_inputs_[mod.name()].push_back(std::move(copy));
     });
+    captures_[module_index] = {id, {owner}};
 }
 
 void session::replay_begin_subgraph() { replay_inputs_.clear(); }

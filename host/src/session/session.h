@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -53,9 +54,12 @@ class session {
     bool hook_remove(size_t owner, uint64_t id);
     void hooks_remove_owned(size_t owner);
     size_t hook_count() const { return hooks_.size(); }
+    // While set, only this owner's hooks (and captures) run: the independent pipeline calibrates one
+    // modifier at a time, as llm-compressor's disable_hooks(keep=...).
+    void hooks_only(std::optional<size_t> owner) { hooks_only_ = owner; }
 
     // --- replay: inputs captured per module during the current subgraph's calibration pass
-    void replay_capture(size_t module_index);
+    void replay_capture(size_t owner, size_t module_index);
     void replay_begin_subgraph(); // drops the previous subgraph's captures
     void replay_set_open(bool open) { replay_open_ = open; }
     bool replay_open() const { return replay_open_; }
@@ -91,7 +95,12 @@ class session {
     std::vector<std::unique_ptr<modifier_instance>> modifiers_;
     std::map<uint64_t, hook_record> hooks_;
     uint64_t next_hook_ = 1;
-    std::set<size_t> replay_modules_;
+    struct capture_record {
+        uint64_t module_hook;
+        std::set<size_t> owners;
+    };
+    std::map<size_t, capture_record> captures_;
+    std::optional<size_t> hooks_only_;
     std::map<std::string, std::vector<std::vector<at::Tensor>>> replay_inputs_;
     bool replay_open_ = false;
     std::map<std::string, scheme_record> schemes_;

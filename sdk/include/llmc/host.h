@@ -109,11 +109,11 @@ typedef struct llmc_model_api {
     llmc_status_t (*tensor_get)(const llmc_host_t *host, const char *module, const char *name,
                                 DLManagedTensor **out, llmc_error_sink_t *err);
     /* Copies `value` into the module. A parameter keeps its shape (must match) and dtype (value is
-     * converted). Any other name is stored as a buffer with value's shape and dtype, replacing a
-     * buffer of that name. [host-thread] */
+     * converted). Any other name is stored as a named buffer with value's shape and dtype,
+     * replacing a buffer of that name; buffers are saved with the checkpoint. [host-thread] */
     llmc_status_t (*tensor_set)(const llmc_host_t *host, const char *module, const char *name,
                                 const DLTensor *value, llmc_error_sink_t *err);
-    /* Removes a buffer the plugin added. Parameters cannot be removed. [host-thread] */
+    /* Removes a named buffer. Parameters cannot be removed. [host-thread] */
     llmc_status_t (*tensor_remove)(const llmc_host_t *host, const char *module, const char *name,
                                    llmc_error_sink_t *err);
 
@@ -159,7 +159,8 @@ typedef struct llmc_quant_api {
                                    const DLTensor *scale, const DLTensor *zero_point, const DLTensor *g_idx,
                                    DLManagedTensor **out, llmc_error_sink_t *err);
     /* Turns fake-quantization on or off for the modules this instance attached schemes to
-     * (llm-compressor enables it at CALIBRATION_END). [host-thread] */
+     * (llm-compressor enables it at CALIBRATION_END). The 1.0 host records the state; the forward
+     * pass does not fake-quantize yet (see docs/abi.md). [host-thread] */
     llmc_status_t (*quantization_enable)(const llmc_host_t *host, int enabled, llmc_error_sink_t *err);
 } llmc_quant_api_t;
 
@@ -181,8 +182,10 @@ typedef struct llmc_replay_api {
      * so that replay_run can re-run it. Call from on_initialize or on_calibration_start.
      * [host-thread] */
     llmc_status_t (*replay_capture)(const llmc_host_t *host, const char *module, llmc_error_sink_t *err);
-    /* Re-runs `module` (hooks off) on every cached batch of the current layer, with its parameters
+    /* Re-runs `module` (hooks off) on every cached batch of the current layer, with parameters
      * temporarily replaced by `overrides` (restored afterwards), and passes each output to `fn`.
+     * An override names a parameter of the module ("weight") or of a module inside it, by the
+     * path relative to it ("q_proj.weight" when replaying a self_attn).
      * Only during SEQUENTIAL_EPOCH_END of the layer the module belongs to; else
      * LLMC_ERR_UNAVAILABLE. [host-thread] */
     llmc_status_t (*replay_run)(const llmc_host_t *host, const char *module, const llmc_named_tensor_t *overrides,

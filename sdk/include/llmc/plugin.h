@@ -41,7 +41,9 @@ typedef struct llmc_modifier_descriptor {
     const char *description; /* required, may be "": one line */
     /* required: a JSON array describing the parameters, one object each:
      * {"name": "block_size", "type": "int", "default": 128, "required": false,
-     *  "description": "...", "choices": [...], "minimum": x, "maximum": y}
+     *  "description": "...", "choices": [...], "minimum": x, "maximum": y,
+     *  "exclusive_minimum": x, "nullable": true}
+     * (null is accepted for a parameter whose default is null or that is nullable)
      * types: bool, int, float, string, string_list (a string or a list of strings), float_list,
      * any (any JSON value: mappings such as config_groups). */
     const char *params_json;

@@ -34,7 +34,11 @@ struct module_info {
 struct hook_call {
     const llmc_hook_call_t *raw;
     const std::string &module() const { return module_; }
-    const DLTensor &input(size_t i = 0) const { return *raw->inputs[i]; }
+    const DLTensor &input(size_t i = 0) const {
+        if (i >= raw->input_count || raw->inputs[i] == nullptr)
+            throw status_error(LLMC_ERR_INVALID_ARG, "hook input " + std::to_string(i) + " is absent");
+        return *raw->inputs[i];
+    }
     size_t input_count() const { return raw->input_count; }
     const DLTensor *output() const { return raw->output; }
     std::string module_;

@@ -139,6 +139,7 @@ class param {
         if (minimum_) j["minimum"] = *minimum_;
         if (maximum_) j["maximum"] = *maximum_;
         if (exclusive_minimum_) j["exclusive_minimum"] = *exclusive_minimum_;
+        if (nullable_) j["nullable"] = true;
         return j;
     }
 
