@@ -162,6 +162,39 @@ TEST(lifecycle, each_pipeline_sends_its_events) {
     EXPECT_EQ(basic.report["epochs"][0]["modules"], 72);
 }
 
+TEST(lifecycle, independent_runs_each_modifier_alone) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("indep");
+    // Two instances in recipe order: both initialize, then each gets its own calibration pass in
+    // which only its hooks fire, then both finalize.
+    std::string recipe = "a_stage:\n  a_modifiers:\n";
+    for (const char *tag : {"A", "B"})
+        recipe += std::string("    ServicesProbeModifier:\n      tag: '") + tag + ":'\n      trace_path: " +
+                  (dir / "trace") + "\n      report_path: " + (dir / (std::string("report-") + tag)) +
+                  "\n      targets: [re:.*layers\\.0\\..*_proj]\n" + (tag[0] == 'A' ? "  b_modifiers:\n" : "");
+    test::write_file(dir / "r.yaml", recipe);
+    auto r = test::run_command(std::string(LLMC_HOST_EXE) + " --plugins " + LLMC_TEST_PLUGIN_DIR + " --recipe " +
+                               (dir / "r.yaml") + " --model " + test::stories_dir() + " --output " + (dir / "out") +
+                               " --dataset " + write_dataset(dir) + " --log-level warn");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::vector<std::string> trace;
+    std::istringstream t(test::read_file(dir / "trace"));
+    for (std::string line; std::getline(t, line);) trace.push_back(line);
+    std::vector<std::string> want = {"A:on_initialize", "B:on_initialize"};
+    for (const char *tag : {"A:", "B:"}) {
+        auto one = expected_trace(5);
+        for (size_t i = 1; i + 1 < one.size(); ++i) want.push_back(tag + one[i]);
+    }
+    want.push_back("A:on_finalize");
+    want.push_back("B:on_finalize");
+    EXPECT_EQ(trace, want);
+    for (const char *tag : {"A", "B"}) {
+        json rep = json::parse(test::read_file(dir / (std::string("report-") + tag)));
+        ASSERT_EQ(rep["matched"].size(), 7u) << tag;
+        for (const auto &m : rep["matched"]) EXPECT_EQ(rep["pre_calls"][m.get<std::string>()], 4) << tag << " " << m;
+    }
+}
+
 TEST(lifecycle, training_lifecycle_dispatch_with_start) {
     LLMC_REQUIRE_SHARED();
     test::temp_dir dir("train");

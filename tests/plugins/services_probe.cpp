@@ -39,6 +39,7 @@ class services_probe : public llmc::sdk::modifier {
         p.add("fail_in", fail_in_, "callback that fails on purpose (tests of error paths)");
         p.add("scheme", scheme_, "preset attached to the targets");
         p.add("quantize", quantize_, "fake-quantize targeted weights at each epoch end");
+        p.add("tag", tag_, "prefix of every trace line (tells two instances apart)");
     }
     bool requires_calibration_data() const override { return needs_data_; }
 
@@ -193,13 +194,13 @@ class services_probe : public llmc::sdk::modifier {
         return ":" + std::to_string(e.raw->subgraph_index) + "/" + std::to_string(e.raw->subgraph_count);
     }
     void trace(const std::string &line) {
-        if (!trace_path_.empty()) std::ofstream(trace_path_, std::ios::app) << line << "\n";
+        if (!trace_path_.empty()) std::ofstream(trace_path_, std::ios::app) << tag_ << line << "\n";
     }
     void maybe_fail(const std::string &where) {
         if (fail_in_ == where) throw std::runtime_error("probe fails in " + where + " on purpose");
     }
 
-    std::string trace_path_, report_path_, fail_in_, scheme_ = "W4A16";
+    std::string trace_path_, report_path_, fail_in_, tag_, scheme_ = "W4A16";
     std::vector<std::string> targets_{"Linear"}, ignore_{"lm_head"};
     bool needs_data_ = true, quantize_ = false;
     std::vector<std::string> matched_, quantized_;
