@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config python3 binutils
   libtorch-dev libopenblas0-pthread
   libboost-dev libboost-filesystem-dev
-  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev
   libgtest-dev libdlpack-dev
 )
 missing=()

@@ -62,6 +62,10 @@ int main(int argc, char **argv) {
     app.add_flag("--shuffle", opt.data.shuffle, "shuffle calibration samples");
     app.add_option("--seed", opt.data.seed, "shuffle seed (default 42)");
     app.add_option("--threads", threads, "intra-op threads (default: all cores)");
+    std::string budget = "4G";
+    app.add_option("--activation-budget", budget,
+                   "calibration activations kept in memory (bytes, or with K/M/G suffix; default 4G); the rest "
+                   "spill to disk");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off");
     CLI11_PARSE(app, argc, argv);
 
@@ -74,6 +78,7 @@ int main(int argc, char **argv) {
             for (const auto &d : opt.plugin_dirs) reg.scan(d);
             return list ? list_plugins(reg) : describe(reg, describe_name);
         }
+        opt.activation_budget = llmc::parse_bytes(budget, "--activation-budget");
         if (opt.recipe.empty() || opt.model.empty() || opt.output.empty())
             throw llmc::error("--recipe, --model and --output are required (or --list-plugins / --describe)");
         llmc::runtime_check_blas();

@@ -40,6 +40,7 @@ class services_probe : public llmc::sdk::modifier {
         p.add("scheme", scheme_, "preset attached to the targets");
         p.add("quantize", quantize_, "fake-quantize targeted weights at each epoch end");
         p.add("tag", tag_, "prefix of every trace line (tells two instances apart)");
+        p.add("light", light_, "count hook calls only: keep no outputs, capture nothing (benchmarks)");
     }
     bool requires_calibration_data() const override { return needs_data_; }
 
@@ -91,9 +92,9 @@ class services_probe : public llmc::sdk::modifier {
             });
             add_hook(name, LLMC_HOOK_FORWARD, [this, name](const llmc::sdk::hook_call &c) {
                 ++post_calls_[name];
-                outputs_[name].push_back(llmc::sdk::borrow_tensor(*c.output()).clone());
+                if (!light_) outputs_[name].push_back(llmc::sdk::borrow_tensor(*c.output()).clone());
             });
-            host().replay_capture(name);
+            if (!light_) host().replay_capture(name);
         }
         // A hook added and removed again never fires.
         uint64_t id = add_hook(matched_[0], LLMC_HOOK_FORWARD, [this](const llmc::sdk::hook_call &) { ++removed_calls_; });
@@ -202,7 +203,7 @@ class services_probe : public llmc::sdk::modifier {
 
     std::string trace_path_, report_path_, fail_in_, tag_, scheme_ = "W4A16";
     std::vector<std::string> targets_{"Linear"}, ignore_{"lm_head"};
-    bool needs_data_ = true, quantize_ = false;
+    bool needs_data_ = true, quantize_ = false, light_ = false;
     std::vector<std::string> matched_, quantized_;
     std::map<std::string, int64_t> pre_calls_, post_calls_;
     std::map<std::string, std::vector<at::Tensor>> outputs_;

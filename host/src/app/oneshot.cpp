@@ -57,7 +57,14 @@ void oneshot_run(const oneshot_options &opt) {
     }
     output_dir out(opt.output, opt.overwrite); // refuses an existing output before the long work
 
-    auto model = causal_lm::load(opt.model, dtype);
+    // Lazily: the sequential pipeline holds one decoder layer at a time, spilling each finished
+    // layer to a scratch folder inside the staging directory.
+    auto model = causal_lm::load(opt.model, dtype, /*lazy=*/true);
+    const fs::path scratch = fs::path(out.staging()) / ".llmc-scratch";
+    fs::create_directories(scratch);
+    popt.scratch_dir = scratch.string();
+    popt.release_layers = true;
+    popt.activation_budget = opt.activation_budget;
     session s(*model);
     for (size_t i = 0; i < r.modifiers.size(); ++i) s.add_modifier(libs[i], r.modifiers[i].args, r.modifiers[i].where);
 
@@ -66,6 +73,9 @@ void oneshot_run(const oneshot_options &opt) {
     s.finalize();
 
     model->save(out.staging());
+    std::error_code ec;
+    fs::remove_all(scratch, ec);
+    if (ec) fail("cannot remove the scratch folder {}: {}", scratch.string(), ec.message());
     const fs::path recipe_path = fs::path(out.staging()) / "recipe.yaml";
     std::ofstream rf(recipe_path);
     rf << recipe_yaml;

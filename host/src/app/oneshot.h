@@ -3,6 +3,7 @@
 
 #include "data/dataset.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ struct oneshot_options {
     dataset_options data; // data.path empty: no calibration data
     std::string pipeline = "independent";
     std::string dtype = "float32";
+    uint64_t activation_budget = uint64_t(4) << 30; // bytes of calibration activations kept in memory
     bool overwrite = false;
 };
 

@@ -343,6 +343,19 @@ at::Tensor safetensors_file::tensor(const std::string &name) const {
                          options);
 }
 
+at::Tensor safetensors_file::copy_and_drop(const std::string &name, at::ScalarType dtype) const {
+    at::Tensor view = tensor(name);
+    at::Tensor out = view.scalar_type() == dtype ? view.clone() : view.to(dtype);
+    view = at::Tensor();
+    // Whole pages inside the tensor's bytes only: a neighbour's data may share the edge pages.
+    byte_span bytes = raw(name);
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    uintptr_t begin = (reinterpret_cast<uintptr_t>(bytes.data) + page - 1) & ~(page - 1);
+    uintptr_t end = (reinterpret_cast<uintptr_t>(bytes.data) + bytes.size) & ~(page - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+    return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // safetensors_model
 

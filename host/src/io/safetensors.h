@@ -63,6 +63,10 @@ class safetensors_file {
     // copied only when the data is not aligned to the element size.
     at::Tensor tensor(const std::string &name) const;
     const std::map<std::string, std::string> &metadata() const { return metadata_; }
+    // A private copy of the tensor (not a view of the mapping), converted to `dtype`, after which
+    // the mapping's pages of that tensor are dropped from this process's memory: reading a model
+    // layer by layer then costs one layer of memory, not the file.
+    at::Tensor copy_and_drop(const std::string &name, at::ScalarType dtype) const;
     uint64_t file_size() const;
     uint64_t data_offset() const { return data_offset_; }
 
@@ -91,6 +95,9 @@ class safetensors_model {
     const safetensors_tensor_info &info(const std::string &name) const { return file_of(name).info(name); }
     byte_span raw(const std::string &name) const { return file_of(name).raw(name); }
     at::Tensor tensor(const std::string &name) const { return file_of(name).tensor(name); }
+    at::Tensor copy_and_drop(const std::string &name, at::ScalarType dtype) const {
+        return file_of(name).copy_and_drop(name, dtype);
+    }
     const std::vector<std::unique_ptr<safetensors_file>> &files() const { return files_; }
     // The index's "metadata" object (empty when not sharded).
     const std::map<std::string, std::string> &index_metadata() const { return index_metadata_; }

@@ -97,6 +97,8 @@ causal_lm::causal_lm(model_config cfg, at::ScalarType dtype) : cfg_(std::move(cf
     norm_ = r->model->norm;
     lm_head_ = r->lm_head;
     layers_ = r->model->decoder;
+    resident_.assign(layers_.size(), 1);
+    spilled_.resize(layers_.size());
     root_ = std::move(r);
     switch_ = std::make_shared<hook_switch>();
     root_->finalize_tree(switch_);
@@ -109,13 +111,18 @@ void causal_lm::tie_weights() {
         lm_head_->params["weight"] = embed_tokens_->params.at("weight");
 }
 
-std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarType dtype) {
+std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarType dtype, bool lazy) {
     model_config cfg = model_config::load(dir);
     check_model_dtype(dtype);
     // Open the checkpoint before building anything: a bad directory fails fast.
-    safetensors_model st(dir);
+    auto source = std::make_shared<safetensors_model>(dir);
+    const safetensors_model &st = *source;
     std::unique_ptr<causal_lm> m(new causal_lm(std::move(cfg), dtype));
     m->source_dir_ = dir;
+    m->source_ = source;
+    std::set<const module *> in_layers;
+    for (module *l : m->layers_) l->walk([&](module &x) { in_layers.insert(&x); });
+    if (lazy) std::fill(m->resident_.begin(), m->resident_.end(), 0);
 
     std::vector<std::string> missing, wrong, unexpected;
     std::set<std::string> used;
@@ -139,7 +146,7 @@ std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarTyp
                 wrong.push_back(fmt::format("{} has dtype {}, expected a float dtype", name, info.dtype));
                 continue;
             }
-            t = st.tensor(name).to(dtype);
+            if (!(lazy && in_layers.count(mod))) t = st.tensor(name).to(dtype);
         }
     }
     if (m->cfg_.tie_word_embeddings && st.contains("lm_head.weight")) {
@@ -248,27 +255,7 @@ at::Tensor causal_lm::forward(const at::Tensor &input_ids, const at::Tensor &att
 }
 
 std::vector<std::pair<std::string, at::Tensor>> causal_lm::state_dict(bool include_tied) {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (module *mod : modules()) {
-        const std::string prefix = mod->name().empty() ? "" : mod->name() + ".";
-        // Registration order as torch has it: weight before bias, then the rest.
-        std::vector<std::string> keys;
-        if (mod->params.count("weight"))
-            keys.push_back("weight");
-        if (mod->params.count("bias"))
-            keys.push_back("bias");
-        for (const auto &kv : mod->params)
-            if (kv.first != "weight" && kv.first != "bias")
-                keys.push_back(kv.first);
-        for (const auto &k : keys) {
-            if (!include_tied && mod == lm_head_ && k == "weight" && cfg_.tie_word_embeddings)
-                continue;
-            out.emplace_back(prefix + k, mod->params.at(k));
-        }
-        for (const auto &[k, t] : mod->buffers)
-            out.emplace_back(prefix + k, t);
-    }
-    return out;
+    return module_state(*root_, include_tied);
 }
 
 void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
@@ -276,14 +263,44 @@ void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
     fs::create_directories(dir, ec);
     if (ec)
         fail("{}: cannot create directory: {}", dir, ec.message());
-    auto tensors = state_dict();
-    for (const auto &[name, t] : tensors)
-        if (!t.defined() || t.is_meta())
-            fail("cannot save: tensor '{}' has no data", name);
-
+    // Layer by layer: a layer that is not resident is read from where it lives, written, and
+    // released again, so saving needs one layer of memory.
     safetensors_sharded_writer writer(dir, max_shard_bytes);
-    for (const auto &[name, t] : tensors)
-        writer.add(name, t);
+    auto add_all = [&](const std::vector<std::pair<std::string, at::Tensor>> &tensors) {
+        for (const auto &[name, t] : tensors) {
+            if (!t.defined() || t.is_meta()) fail("cannot save: tensor '{}' has no data", name);
+            writer.add(name, t);
+        }
+    };
+    std::set<const module *> layer_set(layers_.begin(), layers_.end());
+    bool layers_done = false;
+    // Modules in named_modules order; each decoder layer as one unit.
+    std::vector<module *> order = modules();
+    for (size_t k = 0; k < order.size(); ++k) {
+        module *mod = order[k];
+        if (layer_set.count(mod)) {
+            if (layers_done) continue;
+            layers_done = true;
+            for (size_t i = 0; i < layers_.size(); ++i) {
+                const bool was = layer_resident(i);
+                if (!was) layer_onload(i);
+                add_all(module_state(*layers_[i]));
+                if (!was) layer_release(i);
+            }
+            continue;
+        }
+        bool inside_layer = false;
+        for (module *p = mod->parent(); p != nullptr && !inside_layer; p = p->parent()) inside_layer = layer_set.count(p) != 0;
+        if (inside_layer) continue;
+        std::vector<std::pair<std::string, at::Tensor>> own;
+        const std::string prefix = mod->name().empty() ? "" : mod->name() + ".";
+        for (auto &kv : module_state(*mod)) {
+            // module_state walks the subtree; keep only this module's own tensors here.
+            const std::string rest = kv.first.substr(prefix.size());
+            if (rest.find('.') == std::string::npos) own.push_back(kv);
+        }
+        add_all(own);
+    }
     writer.finish();
 
     model_config c = cfg_;

@@ -19,7 +19,10 @@ class causal_lm {
     // float16). Tensors already in dtype stay zero-copy views of the (copy-on-write) mapping.
     // Every expected tensor must exist with its shape; unexpected tensors are an error too
     // (except lm_head.weight when tied, and old checkpoints' rotary_emb.inv_freq).
-    static std::unique_ptr<causal_lm> load(const std::string &dir, at::ScalarType dtype = at::kFloat);
+    // lazy: the decoder layers stay on disk until layer_onload (memory bounded by one layer);
+    // the embeddings, final norm and lm_head are loaded at once.
+    static std::unique_ptr<causal_lm> load(const std::string &dir, at::ScalarType dtype = at::kFloat,
+                                           bool lazy = false);
     // Deterministic random weights: normal(0, initializer_range) (0.02 by default), norms 1.
     static std::unique_ptr<causal_lm> random(const model_config &cfg, uint64_t seed,
                                              at::ScalarType dtype = at::kFloat);
@@ -57,6 +60,20 @@ class causal_lm {
 
     hook_switch &hooks() { return *switch_; }
 
+    // --- layer residency (model/layer_residency.cpp). A released layer's parameters are meta
+    // tensors; onload reads them back from where the layer was last spilled, else the checkpoint.
+    bool layer_resident(size_t i) const { return resident_.at(i) != 0; }
+    void layer_onload(size_t i);
+    void layers_onload_all();
+    // Drops the layer's parameters and buffers from memory (they must have been spilled or be
+    // unchanged since loading, else the changes are lost: spill first).
+    void layer_release(size_t i);
+    // Writes the layer's parameters and buffers to `path` (safetensors) and makes it the layer's
+    // source; the layer stays resident.
+    void layer_spill(size_t i, const std::string &path);
+    // Parameters and buffers of a module subtree by Hugging Face name, in state_dict order.
+    std::vector<std::pair<std::string, at::Tensor>> module_state(module &m, bool include_tied = false);
+
     // Parameters and buffers by Hugging Face tensor name, in torch's state_dict order; the tied
     // lm_head.weight only when include_tied.
     std::vector<std::pair<std::string, at::Tensor>> state_dict(bool include_tied = false);
@@ -80,6 +97,9 @@ class causal_lm {
     module *norm_ = nullptr;
     module *lm_head_ = nullptr;
     std::vector<module *> layers_;
+    std::vector<char> resident_;
+    std::shared_ptr<safetensors_model> source_;               // the checkpoint (lazy models)
+    std::vector<std::shared_ptr<safetensors_file>> spilled_;  // per layer, once spilled
 };
 
 } // namespace llmc

@@ -165,7 +165,7 @@ llmc_status_t model_tensor_names(const llmc_host_t *h, const char *module, uint3
         if (visit == nullptr) raise(LLMC_ERR_INVALID_ARG, "visit is NULL");
         if (kind != LLMC_TENSOR_PARAMETER && kind != LLMC_TENSOR_BUFFER)
             raise(LLMC_ERR_INVALID_ARG, fmt::format("unknown tensor kind {}", kind));
-        llmc::module &m = session_of(h).module_at(module_index_of(h, module));
+        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
         for (const auto &kv : kind == LLMC_TENSOR_PARAMETER ? m.params : m.buffers) {
             llmc_status_t st = visit(user_data, kv.first.c_str());
             if (st != LLMC_OK) return st;
@@ -187,7 +187,7 @@ llmc_status_t model_tensor_get(const llmc_host_t *h, const char *module, const c
     return guard(err, [&]() -> llmc_status_t {
         if (out == nullptr) raise(LLMC_ERR_INVALID_ARG, "out is NULL");
         *out = nullptr;
-        llmc::module &m = session_of(h).module_at(module_index_of(h, module));
+        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
         at::Tensor *t = lookup(m, str(name, "tensor name"));
         if (t == nullptr || !t->defined())
             raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no parameter or buffer '{}'", module, name));
@@ -199,7 +199,7 @@ llmc_status_t model_tensor_get(const llmc_host_t *h, const char *module, const c
 llmc_status_t model_tensor_set(const llmc_host_t *h, const char *module, const char *name, const DLTensor *value,
                                llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
-        llmc::module &m = session_of(h).module_at(module_index_of(h, module));
+        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
         const std::string n = str(name, "tensor name");
         if (n.empty()) raise(LLMC_ERR_INVALID_ARG, "tensor name is empty");
         at::Tensor v = from_borrowed(value, "value");
@@ -218,7 +218,7 @@ llmc_status_t model_tensor_set(const llmc_host_t *h, const char *module, const c
 
 llmc_status_t model_tensor_remove(const llmc_host_t *h, const char *module, const char *name, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
-        llmc::module &m = session_of(h).module_at(module_index_of(h, module));
+        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
         const std::string n = str(name, "tensor name");
         if (m.params.count(n) != 0) raise(LLMC_ERR_INVALID_ARG, fmt::format("{}.{} is a parameter", module, n));
         if (m.buffers.erase(n) == 0) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no buffer '{}'", module, n));
@@ -328,6 +328,58 @@ llmc_status_t quant_fake_quantize(const llmc_host_t *, const char *args_json, co
     });
 }
 
+} // namespace
+} // namespace llmc
+
+// The opaque handle behind llmc_observer_t.
+struct llmc_observer {
+    llmc::quant::observer impl;
+};
+
+namespace llmc {
+namespace {
+
+using namespace quant;
+
+llmc_status_t quant_observer_create(const llmc_host_t *, const char *args_json, uint32_t role, llmc_observer_t **out,
+                                    llmc_error_sink_t *err) {
+    return guard(err, [&]() -> llmc_status_t {
+        if (out == nullptr) raise(LLMC_ERR_INVALID_ARG, "out is NULL");
+        *out = nullptr;
+        if (role != LLMC_OBSERVE_WEIGHT && role != LLMC_OBSERVE_ACTIVATION)
+            raise(LLMC_ERR_INVALID_ARG, fmt::format("unknown observed role {}", role));
+        quant_args args = args_from_json(parse_json(args_json, "args"), "args");
+        *out = new llmc_observer{
+            observer(args, role == LLMC_OBSERVE_WEIGHT ? observed_role::weight : observed_role::activation)};
+        return LLMC_OK;
+    });
+}
+
+llmc_status_t quant_observer_observe(const llmc_host_t *, llmc_observer_t *o, const DLTensor *x,
+                                     llmc_error_sink_t *err) {
+    return guard(err, [&]() -> llmc_status_t {
+        if (o == nullptr) raise(LLMC_ERR_INVALID_ARG, "observer is NULL");
+        o->impl.observe(from_borrowed(x, "x"));
+        return LLMC_OK;
+    });
+}
+
+llmc_status_t quant_observer_qparams(const llmc_host_t *, llmc_observer_t *o, DLManagedTensor **scale,
+                                     DLManagedTensor **zero_point, DLManagedTensor **global_scale,
+                                     llmc_error_sink_t *err) {
+    return guard(err, [&]() -> llmc_status_t {
+        if (o == nullptr || scale == nullptr) raise(LLMC_ERR_INVALID_ARG, "observer or scale is NULL");
+        if (!o->impl.has_stats()) raise(LLMC_ERR_BAD_STATE, "the observer has seen nothing yet");
+        qparams q = o->impl.get_qparams();
+        *scale = to_dlpack(q.scale);
+        if (zero_point != nullptr) *zero_point = q.zero_point.defined() ? to_dlpack(q.zero_point) : nullptr;
+        if (global_scale != nullptr) *global_scale = q.global_scale.defined() ? to_dlpack(q.global_scale) : nullptr;
+        return LLMC_OK;
+    });
+}
+
+void quant_observer_destroy(const llmc_host_t *, llmc_observer_t *o) { delete o; }
+
 llmc_status_t quant_enable(const llmc_host_t *h, int enabled, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
         modifier_instance &inst = inst_of(h);
@@ -352,7 +404,7 @@ llmc_status_t replay_run(const llmc_host_t *h, const char *module, const llmc_na
         if (fn == nullptr) raise(LLMC_ERR_INVALID_ARG, "fn is NULL");
         if (override_count > 0 && overrides == nullptr) raise(LLMC_ERR_INVALID_ARG, "overrides is NULL");
         session &s = session_of(h);
-        llmc::module &m = s.module_at(module_index_of(h, module));
+        llmc::module &m = s.module_resident(module_index_of(h, module));
         if (!s.replay_open())
             raise(LLMC_ERR_UNAVAILABLE, "replay is only available during SEQUENTIAL_EPOCH_END");
         const auto *inputs = s.replay_inputs(m.name());
@@ -422,8 +474,9 @@ const llmc_model_api_t model_api = {
     model_tensor_remove,      model_hook_add,     model_hook_remove,
 };
 const llmc_quant_api_t quant_api = {
-    sizeof(llmc_quant_api_t), quant_scheme_resolve, quant_scheme_attach, quant_scheme_get,
-    quant_qparams_compute,    quant_fake_quantize,  quant_enable,
+    sizeof(llmc_quant_api_t), quant_scheme_resolve,  quant_scheme_attach,    quant_scheme_get,
+    quant_qparams_compute,    quant_fake_quantize,   quant_enable,           quant_observer_create,
+    quant_observer_observe,   quant_observer_qparams, quant_observer_destroy,
 };
 const llmc_replay_api_t replay_api = {sizeof(llmc_replay_api_t), replay_capture, replay_run, replay_batch_count};
 

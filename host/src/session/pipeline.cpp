@@ -1,9 +1,14 @@
 #include "session/pipeline.h"
 
+#include "session/activation_cache.h"
 #include "session/session.h"
 #include "util/error.h"
+#include "util/progress.h"
 
 #include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <unistd.h>
 
 namespace llmc {
 
@@ -77,7 +82,14 @@ struct hooks_state {
     ~hooks_state() { sw.enabled = was; }
 };
 
+std::string scratch_file(const run_ctx &c, const std::string &name) {
+    namespace fs = std::filesystem;
+    const fs::path dir = c.opt.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(c.opt.scratch_dir);
+    return (dir / fmt::format("llmc-{}-{}", ::getpid(), name)).string();
+}
+
 void run_datafree(run_ctx &c) {
+    c.s.model().layers_onload_all(); // one epoch end with every module: the whole model in memory
     fire_simple(c, LLMC_EVENT_CALIBRATION_START);
     name_list n = all_modules(c.s);
     c.s.replay_begin_subgraph();
@@ -88,13 +100,16 @@ void run_datafree(run_ctx &c) {
 void run_basic(run_ctx &c) {
     at::NoGradGuard no_grad;
     causal_lm &m = c.s.model();
+    m.layers_onload_all(); // whole-model forward passes: the whole model in memory
     fire_simple(c, LLMC_EVENT_CALIBRATION_START);
     c.s.replay_begin_subgraph();
     {
         hooks_state on(m.hooks(), true);
+        progress bar("calibrating", c.opt.batches.size());
         for (const auto &b : c.opt.batches) {
             if (c.s.cancelled()) fail("cancelled");
             m.forward(b);
+            bar.step();
         }
     }
     name_list n = all_modules(c.s);
@@ -102,45 +117,64 @@ void run_basic(run_ctx &c) {
     fire_simple(c, LLMC_EVENT_CALIBRATION_END);
 }
 
-// One subgraph per decoder layer; the modules before the first layer (embeddings) belong to the
-// first subgraph and those after the last (final norm, lm_head) to the last.
+// The modules of subgraph i: the layer's own, plus those before the first layer (embeddings) in
+// the first subgraph and those after the last (final norm, lm_head) in the last. Containers
+// ("", "model", "model.layers") belong to none.
+name_list subgraph_modules(session &s, size_t i, size_t layers) {
+    name_list n;
+    const int64_t first_layer = s.module_index("model.layers.0");
+    for (size_t k = 0; k < s.module_count(); ++k) {
+        const int64_t layer = s.module_layer(k);
+        const std::string &name = s.module_at(k).name();
+        const bool outside = layer < 0 && !name.empty() && name != "model" && name != "model.layers";
+        if (layer == static_cast<int64_t>(i)) n.add(name);
+        else if (outside && i == 0 && first_layer > static_cast<int64_t>(k)) n.add(name);
+        else if (outside && i + 1 == layers && first_layer < static_cast<int64_t>(k)) n.add(name);
+    }
+    return n;
+}
+
+// One subgraph per decoder layer. Each layer is brought into memory, calibrated (hooks on), handed
+// to the modifiers (SEQUENTIAL_EPOCH_END), run again with hooks off so its changed outputs feed
+// the next layer, then spilled and released when memory is to stay bounded.
 void run_sequential(run_ctx &c) {
     at::NoGradGuard no_grad;
     causal_lm &m = c.s.model();
     const size_t layers = m.num_layers();
-    std::vector<at::Tensor> hidden;
+    activation_cache hidden(c.opt.activation_budget, scratch_file(c, "activations.bin"));
     fire_simple(c, LLMC_EVENT_CALIBRATION_START);
     c.s.replay_begin_subgraph();
     {
         hooks_state on(m.hooks(), true);
-        for (const auto &b : c.opt.batches) hidden.push_back(m.embed(b));
+        for (const auto &b : c.opt.batches) hidden.push(m.embed(b));
     }
+    if (hidden.spilled_bytes() > 0)
+        spdlog::info("calibration activations: {:.1f} MiB in memory, {:.1f} MiB spilled to disk",
+                     hidden.memory_bytes() / 1048576.0, hidden.spilled_bytes() / 1048576.0);
+    progress bar(c.only != nullptr ? c.only->name() : std::string("calibrating"), layers);
     for (size_t i = 0; i < layers; ++i) {
         if (c.s.cancelled()) fail("cancelled");
         const bool last = i + 1 == layers;
+        m.layer_onload(i);
         if (i > 0) c.s.replay_begin_subgraph();
         {
             hooks_state on(m.hooks(), true); // pass 1: calibration
-            for (const auto &h : hidden) {
-                at::Tensor y = m.layer_forward(i, h);
+            for (size_t k = 0; k < hidden.size(); ++k) {
+                at::Tensor y = m.layer_forward(i, hidden.get(k));
                 if (last) m.head(y); // calibrates the inputs of the final norm and lm_head
             }
         }
-        name_list n;
-        for (size_t k = 0; k < c.s.module_count(); ++k) {
-            const int64_t layer = c.s.module_layer(k);
-            const std::string &name = c.s.module_at(k).name();
-            const bool outside = layer < 0 && !name.empty() && name != "model" && name != "model.layers";
-            if (layer == static_cast<int64_t>(i)) n.add(name);
-            else if (outside && i == 0 && c.s.module_index("model.layers.0") > static_cast<int64_t>(k)) n.add(name);
-            else if (outside && last && c.s.module_index("model.layers.0") < static_cast<int64_t>(k)) n.add(name);
-        }
+        name_list n = subgraph_modules(c.s, i, layers);
         fire_epoch_end(c, n, static_cast<uint32_t>(i), static_cast<uint32_t>(layers));
         {
             hooks_state off(m.hooks(), false); // pass 2: propagate the changed layer's outputs
-            for (auto &h : hidden) h = m.layer_forward(i, h);
+            for (size_t k = 0; k < hidden.size(); ++k) hidden.set(k, m.layer_forward(i, hidden.get(k)));
         }
-        if (c.opt.on_layer_done) c.opt.on_layer_done(i);
+        if (c.opt.release_layers) {
+            m.layer_spill(i, scratch_file(c, fmt::format("layer-{}.safetensors", i)));
+            m.layer_release(i);
+        }
+        bar.step();
     }
     c.s.replay_begin_subgraph();
     fire_simple(c, LLMC_EVENT_CALIBRATION_END);

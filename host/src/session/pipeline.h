@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -22,8 +23,15 @@ struct pipeline_options {
     pipeline_kind kind = pipeline_kind::independent;
     // Calibration batches: int64 input ids [batch, seq].
     std::vector<at::Tensor> batches;
-    // Called after a decoder layer's propagation pass (the saver writes and releases it there).
-    std::function<void(size_t layer)> on_layer_done;
+    // Sequential pipeline: calibration activations kept in memory up to this many bytes, the
+    // rest in a scratch file.
+    uint64_t activation_budget = uint64_t(4) << 30;
+    // Scratch files (spilled layers and activations) go here; must exist when set. Empty: the
+    // system's temporary directory.
+    std::string scratch_dir;
+    // Sequential pipeline: spill each finished layer to the scratch directory and release it, so
+    // memory holds one layer (the model must have been loaded lazily, or have a checkpoint).
+    bool release_layers = false;
 };
 
 // Runs CALIBRATION_START .. CALIBRATION_END for the session's modifiers (initialize and finalize

@@ -48,6 +48,12 @@ module &session::module_named(const std::string &name) const {
     return *modules_[i];
 }
 
+module &session::module_resident(size_t i) {
+    const int64_t layer = module_layer(i);
+    if (layer >= 0 && !model_.layer_resident(static_cast<size_t>(layer))) model_.layer_onload(static_cast<size_t>(layer));
+    return module_at(i);
+}
+
 std::vector<size_t> session::match(const std::vector<std::string> &targets,
                                    const std::vector<std::string> &ignore) const {
     module_matcher want(targets), skip(ignore);

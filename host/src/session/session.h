@@ -36,6 +36,9 @@ class session {
     // -1 when there is no such module.
     int64_t module_index(const std::string &name) const;
     module &module_named(const std::string &name) const; // throws naming the module
+    // The module, with its decoder layer brought back into memory if the pipeline released it
+    // (the layer then stays resident: touching finished layers costs memory).
+    module &module_resident(size_t i);
     // llm-compressor's match_named_modules(targets, ignore), in model order.
     std::vector<size_t> match(const std::vector<std::string> &targets, const std::vector<std::string> &ignore) const;
 

@@ -1,5 +1,7 @@
 #include "util/runtime.h"
 
+#include "util/error.h"
+
 #include <ATen/Parallel.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -44,6 +46,24 @@ void runtime_check_blas() {
                      "libopenblas0-pthread", b);
     else
         spdlog::debug("BLAS: {}", b);
+}
+
+uint64_t parse_bytes(const std::string &text, const std::string &what) {
+    size_t pos = 0;
+    double v = 0;
+    try {
+        v = std::stod(text, &pos);
+    } catch (...) {
+        pos = 0;
+    }
+    std::string suffix = text.substr(pos);
+    double mult = 1;
+    if (suffix == "K" || suffix == "k") mult = 1024.0;
+    else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024;
+    else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024 * 1024;
+    else if (!suffix.empty()) pos = 0;
+    if (pos == 0 || v < 0) throw error(what + ": '" + text + "' is not a size (examples: 512M, 4G)");
+    return static_cast<uint64_t>(v * mult);
 }
 
 std::atomic<bool> &runtime_cancel_flag() {

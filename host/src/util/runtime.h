@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 
 namespace llmc {
@@ -14,6 +15,8 @@ void runtime_set_threads(int n);
 // warns when it is the slow reference BLAS.
 std::string runtime_blas_name();
 void runtime_check_blas();
+// "512", "64K", "300M", "4G" (powers of 1024) -> bytes; throws naming `what`.
+uint64_t parse_bytes(const std::string &text, const std::string &what);
 // Set by SIGINT/SIGTERM once runtime_install_signal_handlers ran; long loops poll it.
 std::atomic<bool> &runtime_cancel_flag();
 void runtime_install_signal_handlers();

@@ -133,6 +133,15 @@ typedef struct llmc_model_api {
  * weights, input_activations, output_activations, format). */
 typedef llmc_status_t (*llmc_string_fn)(void *user_data, const char *text);
 
+/* A stateful observer (llm-compressor's observers: memoryless_minmax, static_minmax, minmax,
+ * memoryless_mse, mse, ...): host-owned state behind an opaque handle. */
+typedef struct llmc_observer llmc_observer_t;
+
+typedef enum llmc_observed_role {
+    LLMC_OBSERVE_WEIGHT = 1,    /* [out, in] weights */
+    LLMC_OBSERVE_ACTIVATION = 2 /* [..., hidden] activations */
+} llmc_observed_role_t;
+
 typedef struct llmc_quant_api {
     uint32_t struct_size;
 
@@ -162,6 +171,22 @@ typedef struct llmc_quant_api {
      * (llm-compressor enables it at CALIBRATION_END). The 1.0 host records the state; the forward
      * pass does not fake-quantize yet (see docs/abi.md). [host-thread] */
     llmc_status_t (*quantization_enable)(const llmc_host_t *host, int enabled, llmc_error_sink_t *err);
+
+    /* Creates an observer for `args_json` (its `observer` field, or the default for the args) and
+     * `role` (llmc_observed_role_t). The caller owns *out and frees it with observer_destroy.
+     * [thread-safe; one observer is not shared between threads] */
+    llmc_status_t (*observer_create)(const llmc_host_t *host, const char *args_json, uint32_t role,
+                                     llmc_observer_t **out, llmc_error_sink_t *err);
+    /* Folds one observation (a calibration batch) into the observer's statistics. */
+    llmc_status_t (*observer_observe)(const llmc_host_t *host, llmc_observer_t *observer, const DLTensor *x,
+                                      llmc_error_sink_t *err);
+    /* The qparams of what was observed so far. The receiver owns the results; zero_point and
+     * global_scale may be NULL when not wanted, and are set to NULL when the args have none.
+     * LLMC_ERR_BAD_STATE before any observation. */
+    llmc_status_t (*observer_qparams)(const llmc_host_t *host, llmc_observer_t *observer, DLManagedTensor **scale,
+                                      DLManagedTensor **zero_point, DLManagedTensor **global_scale,
+                                      llmc_error_sink_t *err);
+    void (*observer_destroy)(const llmc_host_t *host, llmc_observer_t *observer);
 } llmc_quant_api_t;
 
 /* ---- replay: re-run a module of the current layer on its cached calibration inputs -------- */

@@ -45,6 +45,35 @@ struct hook_call {
 };
 using hook_fn = std::function<void(const hook_call &)>;
 
+struct qparams_result {
+    dlpack_ptr scale, zero_point, global_scale; // zero_point / global_scale may be empty
+};
+
+// A host observer (owns the handle; destroyed with this object).
+class observer {
+  public:
+    observer(const llmc_host_t *h, llmc_observer_t *o) : h_(h), o_(o) {}
+    ~observer() {
+        if (o_ != nullptr) h_->quant->observer_destroy(h_, o_);
+    }
+    observer(const observer &) = delete;
+    observer &operator=(const observer &) = delete;
+    void observe(const DLTensor &x) {
+        error_sink e;
+        e.check(h_->quant->observer_observe(h_, o_, &x, e.get()), "observe");
+    }
+    qparams_result qparams() const {
+        DLManagedTensor *s = nullptr, *z = nullptr, *g = nullptr;
+        error_sink e;
+        e.check(h_->quant->observer_qparams(h_, o_, &s, &z, &g, e.get()), "observer qparams");
+        return {dlpack_ptr(s), dlpack_ptr(z), dlpack_ptr(g)};
+    }
+
+  private:
+    const llmc_host_t *h_;
+    llmc_observer_t *o_;
+};
+
 class host_ref {
   public:
     explicit host_ref(const llmc_host_t *h = nullptr) : h_(h) {}
@@ -170,6 +199,12 @@ class host_ref {
         e.check(quant().fake_quantize(h_, args_json.c_str(), &x, &scale, zero_point, g_idx, &out, e.get()),
                 "fake_quantize");
         return dlpack_ptr(out);
+    }
+    std::unique_ptr<sdk::observer> make_observer(const std::string &args_json, llmc_observed_role_t role) const {
+        llmc_observer_t *o = nullptr;
+        error_sink e;
+        e.check(quant().observer_create(h_, args_json.c_str(), role, &o, e.get()), "observer");
+        return std::make_unique<sdk::observer>(h_, o);
     }
     void quantization_enable(bool on) const {
         error_sink e;
