@@ -24,6 +24,7 @@ FROZEN(llmc_quant_api_t, quantization_enable, 48);
 FROZEN(llmc_quant_api_t, observer_destroy, 80);
 FROZEN(llmc_replay_api_t, replay_batch_count, 24);
 _Static_assert(sizeof(llmc_modifier_descriptor_t) == 152, "descriptor size changed");
-_Static_assert(sizeof(llmc_host_t) == 96, "host table size changed");
+FROZEN(llmc_host_t, report, 96);
+_Static_assert(sizeof(llmc_host_t) == 104, "host table size changed");
 
 int llmc_abi_headers_c11(void) { return LLMC_ABI_VERSION_MAJOR; }

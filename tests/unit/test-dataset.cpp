@@ -24,6 +24,9 @@ class byte_tokenizer : public tokenizer {
     std::optional<int64_t> bos_id() const override { return 1; }
     std::optional<int64_t> eos_id() const override { return 2; }
     int64_t vocab_size() const override { return 259; }
+    std::optional<std::string> id_to_token(int64_t) const override { return std::nullopt; }
+    std::optional<int64_t> token_to_id(const std::string &) const override { return std::nullopt; }
+    bool is_special(int64_t id) const override { return id < 3; }
 };
 
 constexpr int64_t vocab = 259;

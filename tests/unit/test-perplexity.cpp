@@ -34,9 +34,9 @@ std::unique_ptr<causal_lm> uniform_model() {
     return m;
 }
 
-std::vector<int64_t> stream(size_t n, uint64_t seed = 3) {
+// Random ids from ATen's generator (tests seed it with at::manual_seed).
+std::vector<int64_t> stream(size_t n) {
     at::Tensor t = at::randint(vocab, {static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kLong));
-    (void)seed;
     return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
 }
 
@@ -77,7 +77,8 @@ TEST(perplexity, matches_an_independent_mean_of_window_nlls) {
     const auto r = perplexity_evaluate(*m, tokens, o);
     EXPECT_EQ(r.windows, 4);
     EXPECT_NEAR(r.perplexity, std::exp(sum / 4), 1e-9 * std::exp(sum / 4));
-    EXPECT_LT(r.perplexity, 0.9 * vocab); // a peaked random model, not the uniform one
+    // Peaked random predictions of random tokens: far from the uniform model's V either way.
+    EXPECT_GT(std::abs(r.perplexity - vocab), 1.0);
     o.max_windows = 2;
     EXPECT_EQ(perplexity_evaluate(*m, tokens, o).windows, 2);
 }

@@ -287,7 +287,7 @@ TEST(TokenizerErrors, UnsupportedTypesAreNamed) {
     }
     std::string e = load_error(char_bpe({{"normalizer", {{"type", "Precompiled"}}}}));
     EXPECT_NE(e.find("unsupported normalizer type 'Precompiled'"), std::string::npos) << e;
-    e = load_error(char_bpe({{"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Magic"}}}}}}}));
+    e = load_error(char_bpe({{"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", json::array({json{{"type", "Magic"}}})}}}}));
     EXPECT_NE(e.find("pre_tokenizer.pretokenizers[0]: unsupported pre_tokenizer type 'Magic'"), std::string::npos) << e;
     e = load_error(char_bpe({{"decoder", {{"type", "WordPiece"}}}}));
     EXPECT_NE(e.find("unsupported decoder type 'WordPiece'"), std::string::npos) << e;
@@ -372,14 +372,15 @@ TEST(TokenizerPieces, MergesByRankLeftmostFirst) {
     synthetic s(j);
     EXPECT_EQ(s.tok->encode("aaa"), (std::vector<int64_t>{21}));
     EXPECT_EQ(s.tok->encode("aaaa"), (std::vector<int64_t>{20, 20}));
-    EXPECT_EQ(s.tok->encode("aaaaa"), (std::vector<int64_t>{20, 21})); // "aa" "aa" "a" -> "aa" + "aa a"? no: rank 0 first
+    // Rank 0 everywhere first (leftmost first): "aa" "aa" "a"; then "aa a" at rank 1.
+    EXPECT_EQ(s.tok->encode("aaaaa"), (std::vector<int64_t>{20, 21}));
 }
 
 TEST(TokenizerPieces, AddedTokensMatchLikeHuggingFace) {
     json tokens = json::array({added(30, "<x>", {{"lstrip", true}, {"rstrip", true}}), added(31, "<xx>"),
                                added(32, "<x"), added(33, "ab", {{"single_word", true}}),
                                added(34, "<c>", {{"special", true}})});
-    synthetic s(char_bpe({{"added_tokens", tokens}}));
+    synthetic s(char_bpe({{"added_tokens", tokens}, {"decoder", {{"type", "Fuse"}}}}));
     using ids = std::vector<int64_t>;
     // lstrip/rstrip swallow the spaces around "<x>".
     EXPECT_EQ(s.tok->encode("a  <x> b"), (ids{0, 30, 1}));

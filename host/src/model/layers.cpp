@@ -64,7 +64,13 @@ at::Tensor linear::forward(const std::vector<at::Tensor> &inputs) {
         fail("module '{}' (Linear): input has {} features, expected {}", name(), x.dim() ? x.size(-1) : 0,
              in_features);
     auto b = params.find("bias");
-    return at::linear(x, param(*this, "weight"), b == params.end() ? at::Tensor() : b->second);
+    const at::Tensor bias = b == params.end() ? at::Tensor() : b->second;
+    if (!fake_quant) return at::linear(x, param(*this, "weight"), bias);
+    const linear_fake_quant &q = *fake_quant;
+    at::Tensor xq = q.input ? q.input(*this, x) : x;
+    at::Tensor wq = q.weight ? q.weight(*this, param(*this, "weight")) : param(*this, "weight");
+    at::Tensor y = at::linear(xq.to(wq.scalar_type()), wq, bias);
+    return q.output ? q.output(*this, y) : y;
 }
 
 embedding::embedding(int64_t num, int64_t dim) : module("Embedding"), num_embeddings(num), embedding_dim(dim) {

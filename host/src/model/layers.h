@@ -7,14 +7,24 @@
 #include "model/config.h"
 #include "model/module.h"
 
+#include <functional>
+#include <memory>
+
 namespace llmc {
 
 // torch.nn.Linear: y = x W^T + b. Input {x}.
+// What a Linear does to its input, weight and output when fake-quantization is on (set by
+// quant/forward.cpp; empty functions leave the tensor as it is).
+struct linear_fake_quant {
+    std::function<at::Tensor(const module &, const at::Tensor &)> input, weight, output;
+};
+
 class linear : public module {
   public:
     linear(int64_t in_features, int64_t out_features, bool bias);
     const int64_t in_features;
     const int64_t out_features;
+    std::shared_ptr<const linear_fake_quant> fake_quant; // null: plain Linear
 
   protected:
     at::Tensor forward(const std::vector<at::Tensor> &inputs) override;

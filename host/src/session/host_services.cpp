@@ -105,6 +105,14 @@ void host_progress(const llmc_host_t *h, const char *label, uint64_t done, uint6
 
 const void *host_get_extension(const llmc_host_t *, const char *) { return nullptr; }
 
+void host_report(const llmc_host_t *h, const char *module, const char *key, double value) {
+    try {
+        if (module == nullptr || key == nullptr) return;
+        session_of(h).report_add(module, key, value);
+    } catch (...) {
+    }
+}
+
 // ---- model view
 
 size_t model_module_count(const llmc_host_t *h) { return session_of(h).module_count(); }
@@ -496,6 +504,7 @@ llmc_host_t host_services_table(modifier_instance &inst) {
     h.model = &model_api;
     h.quant = &quant_api;
     h.replay = &replay_api;
+    h.report = host_report;
     return h;
 }
 

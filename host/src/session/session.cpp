@@ -1,6 +1,7 @@
 #include "session/session.h"
 
 #include "plugin/host_sink.h"
+#include "quant/forward.h"
 #include "session/module_match.h"
 #include "util/error.h"
 #include "util/runtime.h"
@@ -204,8 +205,19 @@ const std::string *session::scheme_of(const std::string &module) const {
 }
 
 void session::quantization_enable(size_t owner, bool on) {
-    for (auto &kv : schemes_)
-        if (kv.second.owner == owner) kv.second.enabled = on;
+    for (auto &kv : schemes_) {
+        if (kv.second.owner != owner) continue;
+        kv.second.enabled = on;
+        const quant::quant_scheme scheme = quant::scheme_from_json(nlohmann::json::parse(kv.second.json), kv.first);
+        quant::forward_quantization_set(module_resident(static_cast<size_t>(module_index(kv.first))),
+                                        on ? &scheme : nullptr);
+    }
+}
+
+std::map<std::string, std::string> session::schemes() const {
+    std::map<std::string, std::string> out;
+    for (const auto &kv : schemes_) out[kv.first] = kv.second.json;
+    return out;
 }
 
 bool session::quantization_enabled(const std::string &module) const {

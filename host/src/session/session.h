@@ -75,6 +75,12 @@ class session {
     void quantization_enable(size_t owner, bool on);
     bool quantization_enabled(const std::string &module) const;
 
+    // --- per-module figures plugins report (loss, time, ...), for the run report
+    void report_add(const std::string &module, const std::string &key, double value) { reports_[module][key] = value; }
+    const std::map<std::string, std::map<std::string, double>> &reports() const { return reports_; }
+    // The canonical scheme JSON of every module that has one.
+    std::map<std::string, std::string> schemes() const;
+
     // --- cancellation (set from a signal handler: lock-free)
     void cancel() { cancelled_.store(true); }
     bool cancelled() const;
@@ -108,6 +114,7 @@ class session {
     bool replay_open_ = false;
     std::map<std::string, scheme_record> schemes_;
     std::atomic<bool> cancelled_{false};
+    std::map<std::string, std::map<std::string, double>> reports_;
 };
 
 // An event with the session's conventions (oneshot: index 0).

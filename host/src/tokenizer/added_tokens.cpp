@@ -55,7 +55,7 @@ added_vocabulary::added_vocabulary(const nlohmann::json &list, const json_where 
         a.lstrip = json_bool(t, "lstrip", tw, false);
         a.rstrip = json_bool(t, "rstrip", tw, false);
         a.special = json_bool(t, "special", tw, false);
-        a.normalized = json_bool(t, "normalized", tw, true); // serde default of HF's AddedToken
+        a.normalized = json_bool(t, "normalized", tw, !a.special); // the default of HF's AddedToken
         by_id_[a.id] = tokens_.size();
         by_content_[a.content] = tokens_.size();
         tokens_.push_back(std::move(a));

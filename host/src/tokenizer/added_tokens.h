@@ -71,7 +71,8 @@ class added_vocabulary {
     std::unordered_map<int64_t, size_t> by_id_;
     std::unordered_map<std::string, size_t> by_content_;
     trie raw_, norm_;
-    regex word_char_{R"(\w)", "added tokens"};
+    // Rust's regex-crate \w, which HF's single_word check uses.
+    regex word_char_{R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}])", "added tokens"};
 };
 
 } // namespace llmc

@@ -1,6 +1,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/regex.h"
 
+#include "tokenizer/onig_syntax.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
 
@@ -46,11 +47,21 @@ int match_once(const pcre2_code *code, std::string_view text, size_t start, uint
 } // namespace
 
 regex::regex(const std::string &pattern, const std::string &where) : pattern_(pattern), impl_(new impl) {
+    const std::string translated = oniguruma_to_pcre2(pattern);
+    // Oniguruma's conventions: "." excludes only "\n", and ^/$ are line anchors.
+    pcre2_compile_context *ctx = pcre2_compile_context_create(nullptr);
+    if (ctx == nullptr) throw std::bad_alloc();
+    pcre2_set_newline(ctx, PCRE2_NEWLINE_LF);
     int err = 0;
     PCRE2_SIZE offset = 0;
-    impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
-                                &err, &offset, nullptr);
-    if (impl_->code == nullptr) fail("{}: bad regex '{}': {} at offset {}", where, pattern, pcre2_message(err), offset);
+    impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                                PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &err, &offset, ctx);
+    pcre2_compile_context_free(ctx);
+    if (impl_->code == nullptr) {
+        // The offset is in the translated pattern; show it when it differs from the original.
+        const std::string shown = translated == pattern ? "" : " (as PCRE2: '" + translated + "')";
+        fail("{}: bad regex '{}'{}: {} at offset {}", where, pattern, shown, pcre2_message(err), offset);
+    }
     impl_->jit = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0; // without JIT it still works, slower
 }
 

@@ -1,5 +1,6 @@
 // PCRE2 (UTF + UCP) for the patterns tokenizer.json carries. HF compiles them with Oniguruma;
-// PCRE2 shares the syntax they use: \p{L}/\p{N}, (?i:...), possessive ?+ and *+, lookahead.
+// PCRE2 shares the syntax they use (\p{L}/\p{N}, (?i:...), possessive ?+ and *+, lookahead), and
+// onig_syntax.h rewrites the shorthands whose sets differ.
 #pragma once
 
 #include <memory>

@@ -244,6 +244,10 @@ struct llmc_host {
     const llmc_model_api_t *model;
     const llmc_quant_api_t *quant;
     const llmc_replay_api_t *replay;
+
+    /* Records a per-module figure for the run report ("loss", "time_s", "sparsity", ...); a later
+     * value for the same module and key replaces the earlier one. [host-thread] */
+    void (*report)(const llmc_host_t *host, const char *module, const char *key, double value);
 };
 
 #ifdef __cplusplus

@@ -92,6 +92,11 @@ class host_ref {
     void check_cancelled() const {
         if (cancelled()) throw status_error(LLMC_ERR_CANCELLED, "cancelled");
     }
+    // A per-module figure for the run report (no-op on hosts without the function).
+    void report(const std::string &module, const std::string &key, double value) const {
+        if (h_ != nullptr && LLMC_HAS_FIELD(h_, llmc_host_t, report) && h_->report != nullptr)
+            h_->report(h_, module.c_str(), key.c_str(), value);
+    }
     void progress(const std::string &label, uint64_t done, uint64_t total) const {
         if (h_ != nullptr && h_->progress != nullptr) h_->progress(h_, label.c_str(), done, total);
     }
