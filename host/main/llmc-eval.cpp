@@ -9,6 +9,7 @@
 #include "util/runtime.h"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -43,8 +44,8 @@ void check_same_tokenizer(const std::string &model, const std::string &base) {
 
 int main(int argc, char **argv) {
     CLI::App app{"llmc-eval: perplexity (GPTQ protocol) and KL divergence against a base model"};
-    std::string model_dir, base_dir, dataset, json_path, dtype_name = "float32", text_column = "text",
-                                                         log_level = "info";
+    std::string model_dir, base_dir, dataset, json_path;
+    std::string dtype_name = "float32", text_column = "text", log_level = "info";
     int64_t seq_len = 0, max_windows = 0;
     int threads = 0;
     app.add_option("--model", model_dir, "Hugging Face model directory")->required();
@@ -101,19 +102,21 @@ int main(int argc, char **argv) {
         };
         const llmc::perplexity_result r = llmc::perplexity_evaluate(*model, tokens, popt, base.get());
 
-        std::printf("perplexity: %.10g\n", r.perplexity);
-        nlohmann::json out = {{"model", model_dir},        {"dataset", dataset},   {"max_seq_length", seq_len},
-                              {"dtype", dtype_name},       {"perplexity", r.perplexity}, {"windows", r.windows},
+        // Shortest round-trip form: stdout and --json carry the same numbers.
+        fmt::print("perplexity: {}\n", r.perplexity);
+        nlohmann::json out = {{"model", model_dir},        {"dataset", dataset},
+                              {"max_seq_length", seq_len}, {"dtype", dtype_name},
+                              {"perplexity", r.perplexity}, {"windows", r.windows},
                               {"tokens", r.tokens},        {"stream_tokens", tokens.size()}};
         if (r.has_base) {
-            std::printf("base_perplexity: %.10g\nkl_divergence: %.10g\ntop1_agreement: %.10g\n", r.base_perplexity,
-                        r.kl_divergence, r.top1_agreement);
+            fmt::print("base_perplexity: {}\nkl_divergence: {}\ntop1_agreement: {}\n", r.base_perplexity,
+                       r.kl_divergence, r.top1_agreement);
             out["base"] = base_dir;
             out["base_perplexity"] = r.base_perplexity;
             out["kl_divergence"] = r.kl_divergence;
             out["top1_agreement"] = r.top1_agreement;
         }
-        std::printf("windows: %lld\ntokens: %lld\n", static_cast<long long>(r.windows), static_cast<long long>(r.tokens));
+        fmt::print("windows: {}\ntokens: {}\n", r.windows, r.tokens);
         std::fflush(stdout);
         if (!json_path.empty()) {
             std::ofstream f(json_path);

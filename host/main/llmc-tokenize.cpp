@@ -114,8 +114,9 @@ int main(int argc, char **argv) {
     std::string dir;
     bool jsonl = false, add_special = false, decode = false, skip_special = false;
     app.add_option("--model", dir, "directory holding tokenizer.json (and tokenizer_config.json)")->required();
-    app.add_flag("--jsonl", jsonl,
-                 "read JSON lines with a \"text\" field (\"ids\" with --decode), write {\"text\": ..., \"ids\": [...]}");
+    app.add_flag(
+        "--jsonl", jsonl,
+        "read JSON lines with a \"text\" field (\"ids\" with --decode), write {\"text\": ..., \"ids\": [...]}");
     app.add_flag("--add-special-tokens", add_special, "add BOS/EOS as the tokenizer is configured to");
     app.add_flag("--decode", decode, "read token ids (plain: integers; --jsonl: an \"ids\" field) and write text");
     app.add_flag("--skip-special-tokens", skip_special, "with --decode without --jsonl: drop special tokens");

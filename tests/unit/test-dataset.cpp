@@ -224,7 +224,7 @@ TEST_F(fixture, jsonl_errors_name_the_line) {
         const char *name, *text, *needle;
     };
     const bad cases[] = {
-        {"m.jsonl", "{\"text\": \"a\"}\n\n{\"text\": \"b\"\n", "m.jsonl:3: malformed JSON"},
+        {"m.jsonl", "{\"text\": \"a\"}\n\n{\"text\": \"b\"\n", "m.jsonl:3: malformed JSON at column 13"},
         {"o.jsonl", "{\"input_ids\": [1]}\n[1, 2]\n", "o.jsonl:2: not a JSON object"},
         {"arr.json", "\n[\n {\"text\": \"a\"}\n]\n", "arr.json:2: a JSON array; write one JSON object per line"},
         {"f.jsonl", "{\"input_ids\": [1]}\n{\"text\": \"a\"}\n", "f.jsonl:2: no 'input_ids' (the first row has them)"},
@@ -288,6 +288,39 @@ TEST_F(fixture, token_stream_of_each_format) {
         ADD_FAILURE() << "no error";
     } catch (const llmc::error &e) {
         EXPECT_ERROR(e.what(), "u.txt: plain text needs the model's tokenizer");
+    }
+}
+
+} // namespace
+
+// --- with the real stories260K tokenizer (skipped without the shared data) ---
+
+namespace {
+
+TEST(dataset_real_tokenizer, tinystories_chunks_and_wikitext_rows) {
+    LLMC_REQUIRE_SHARED();
+    dataset_options o;
+    o.path = test::shared_dir() + "/data/tinystories_valid_head.txt";
+    o.max_seq_length = 256;
+    o.num_samples = 4;
+    ASSERT_TRUE(dataset_needs_tokenizer(o));
+    auto s = dataset_load_for_model(o, 512, test::stories_dir());
+    ASSERT_EQ(s.size(), 4u);
+    EXPECT_EQ(s[0][0][0].item<int64_t>(), 1); // BOS once, at the start of the stream
+    for (size_t i = 1; i < s.size(); ++i) EXPECT_NE(s[i][0][0].item<int64_t>(), 1);
+    for (const auto &t : s) EXPECT_EQ(t.size(1), 256);
+    EXPECT_TRUE(at::equal(s[1], at::tensor(dataset_token_stream(o.path, 512, tokenizer::load(test::stories_dir()).get()),
+                                           at::kLong).slice(0, 256, 512).unsqueeze(0)));
+
+    // wikitext rows: one sample per row with text (blank rows skipped), each starting with BOS.
+    o.path = test::shared_dir() + "/data/wikitext-2-raw-v1.test.rows.jsonl";
+    o.num_samples = 3;
+    o.max_seq_length = 32;
+    s = dataset_load_for_model(o, 512, test::stories_dir());
+    ASSERT_EQ(s.size(), 3u);
+    for (const auto &t : s) {
+        EXPECT_EQ(t[0][0].item<int64_t>(), 1);
+        EXPECT_LE(t.size(1), 32);
     }
 }
 

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 using namespace llmc;
 using json = nlohmann::json;
@@ -71,14 +72,13 @@ json char_bpe(const json &extra = json::object()) {
     int64_t id = 0;
     for (const char *t : {"a", "b", "c", "x", " ", "<", ">", "ab", "\u2581", "\u2581a", "\u2581b"}) vocab[t] = id++;
     json j = {{"version", "1.0"},
-              {"model",
-               {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b", "\u2581 a", "\u2581 b"})}}}};
+              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b", "\u2581 a", "\u2581 b"})}}}};
     for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
     return j;
 }
 
 json added(int64_t id, const std::string &content, json flags = json::object()) {
-    json a = {{"id", id},      {"content", content}, {"single_word", false}, {"lstrip", false},
+    json a = {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
               {"rstrip", false}, {"normalized", false}, {"special", false}};
     for (auto it = flags.begin(); it != flags.end(); ++it) a[it.key()] = it.value();
     return a;
@@ -111,9 +111,11 @@ TEST(TokenizerVectors, EveryVectorOfEveryFileMatches) {
         size_t pass = 0;
         for (const auto &c : cases) {
             const std::vector<int64_t> got = tok.encode(c.text, false);
-            if (got == c.ids) ++pass;
-            else failures << "  " << name << " " << json(c.text).dump() << "\n    want " << ids_str(c.ids)
-                          << "\n    got  " << ids_str(got) << "\n";
+            if (got == c.ids)
+                ++pass;
+            else
+                failures << "  " << name << " " << json(c.text).dump() << "\n    want " << ids_str(c.ids)
+                         << "\n    got  " << ids_str(got) << "\n";
         }
         counts << name << " " << pass << "/" << cases.size() << "  ";
         all = all && pass == cases.size();
@@ -140,7 +142,8 @@ TEST(TokenizerVectors, DecodeRoundTripsWhereHuggingFaceDoes) {
             // the decoder's Strip removes only the first token's, so HF decodes "<s>  not ..." there.
             if (sentencepiece_style && c.text.find("<s>") != std::string::npos) continue;
             // Qwen's NFC normalizer composes "e\u0301" to "é": decoding gives the NFC form.
-            const std::string want = std::string(name) == "qwen3" ? unicode_normalize(c.text, unicode_form::nfc) : c.text;
+            const std::string want =
+                std::string(name) == "qwen3" ? unicode_normalize(c.text, unicode_form::nfc) : c.text;
             EXPECT_EQ(tok.decode(c.ids), want) << name << " " << json(c.text).dump();
         }
     }
@@ -213,13 +216,29 @@ TEST(TokenizerVectors, WikitextTestSetTokenizes) {
     EXPECT_EQ(tok.decode(ids), text); // byte-level BPE without normalizer is lossless
 }
 
+TEST(TokenizerVectors, ConcurrentEncodesAgree) {
+    LLMC_REQUIRE_SHARED();
+    // The per-word cache is shared: threads encoding at once must see what one thread sees.
+    const tokenizer &tok = shared_tokenizer("qwen3");
+    const std::string text =
+        test::read_file(test::shared_dir() + "/data/wikitext-2-raw-v1.test.joined.txt").substr(0, 200000);
+    std::vector<int64_t> a, b;
+    std::thread t1([&] { a = tok.encode(text); });
+    std::thread t2([&] { b = tok.encode(text); });
+    t1.join();
+    t2.join();
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a, tok.encode(text));
+}
+
 // ---- llmc-tokenize --------------------------------------------------------------------
 
 TEST(TokenizerTool, JsonlReproducesEveryVectorsFile) {
     LLMC_REQUIRE_SHARED();
     for (const char *name : vector_files) {
         const std::string file = test::shared_dir() + "/tokenizers/" + name + ".vectors.jsonl";
-        const test::command_result r = test::run_command(tool() + " --model " + tokenizer_dir(name) + " --jsonl < " + file);
+        const test::command_result r =
+            test::run_command(tool() + " --model " + tokenizer_dir(name) + " --jsonl < " + file);
         ASSERT_EQ(r.exit_code, 0) << name << ": " << r.output;
         EXPECT_EQ(r.output, test::read_file(file)) << name;
     }
@@ -229,8 +248,8 @@ TEST(TokenizerTool, PlainModeShowsIdsAndTokens) {
     LLMC_REQUIRE_SHARED();
     test::temp_dir dir("tok-tool");
     test::write_file(dir / "in.txt", "Hello world");
-    const test::command_result r =
-        test::run_command(tool() + " --model " + tokenizer_dir("stories260K") + " --add-special-tokens < " + (dir / "in.txt"));
+    const test::command_result r = test::run_command(tool() + " --model " + tokenizer_dir("stories260K") +
+                                                     " --add-special-tokens < " + (dir / "in.txt"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const std::vector<int64_t> ids = shared_tokenizer("stories260K").encode("Hello world", true);
     EXPECT_NE(r.output.find(ids_str(ids)), std::string::npos) << r.output;
@@ -287,7 +306,8 @@ TEST(TokenizerErrors, UnsupportedTypesAreNamed) {
     }
     std::string e = load_error(char_bpe({{"normalizer", {{"type", "Precompiled"}}}}));
     EXPECT_NE(e.find("unsupported normalizer type 'Precompiled'"), std::string::npos) << e;
-    e = load_error(char_bpe({{"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", json::array({json{{"type", "Magic"}}})}}}}));
+    e = load_error(char_bpe(
+        {{"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", json::array({json{{"type", "Magic"}}})}}}}));
     EXPECT_NE(e.find("pre_tokenizer.pretokenizers[0]: unsupported pre_tokenizer type 'Magic'"), std::string::npos) << e;
     e = load_error(char_bpe({{"decoder", {{"type", "WordPiece"}}}}));
     EXPECT_NE(e.find("unsupported decoder type 'WordPiece'"), std::string::npos) << e;
@@ -306,10 +326,11 @@ TEST(TokenizerErrors, MalformedFieldsAreNamed) {
     j = char_bpe();
     j["model"].erase("vocab");
     EXPECT_NE(load_error(j).find("model.vocab: missing"), std::string::npos);
-    e = load_error(char_bpe(
-        {{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "(a"}}}, {"behavior", "Isolated"}}}}));
+    e = load_error(
+        char_bpe({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "(a"}}}, {"behavior", "Isolated"}}}}));
     EXPECT_NE(e.find("bad regex '(a'"), std::string::npos) << e;
-    e = load_error(char_bpe({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Odd"}}}}));
+    e = load_error(
+        char_bpe({{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Odd"}}}}));
     EXPECT_NE(e.find("unknown split behavior 'Odd'"), std::string::npos) << e;
     j = char_bpe();
     j["model"]["dropout"] = 0.1;
@@ -357,8 +378,10 @@ TEST(TokenizerPieces, ByteLevelAlphabet) {
 }
 
 TEST(TokenizerPieces, Utf8LossyAsTextDecoder) {
-    EXPECT_EQ(utf8_lossy("a\xF0\x9F" "b"), "a\uFFFDb");  // truncated 4-byte sequence: one U+FFFD
-    EXPECT_EQ(utf8_lossy("\xC0\x80"), "\uFFFD\uFFFD"); // overlong: each byte
+    EXPECT_EQ(utf8_lossy("a\xF0\x9F"
+                         "b"),
+              "a\uFFFDb");                                       // truncated 4-byte sequence: one U+FFFD
+    EXPECT_EQ(utf8_lossy("\xC0\x80"), "\uFFFD\uFFFD");           // overlong: each byte
     EXPECT_EQ(utf8_lossy("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD"); // surrogate
     EXPECT_EQ(utf8_lossy("caf\xC3\xA9"), "caf\u00e9");
     EXPECT_EQ(utf8_invalid_offset("ok\xE2\x82"), 2u);
@@ -377,9 +400,9 @@ TEST(TokenizerPieces, MergesByRankLeftmostFirst) {
 }
 
 TEST(TokenizerPieces, AddedTokensMatchLikeHuggingFace) {
-    json tokens = json::array({added(30, "<x>", {{"lstrip", true}, {"rstrip", true}}), added(31, "<xx>"),
-                               added(32, "<x"), added(33, "ab", {{"single_word", true}}),
-                               added(34, "<c>", {{"special", true}})});
+    json tokens =
+        json::array({added(30, "<x>", {{"lstrip", true}, {"rstrip", true}}), added(31, "<xx>"), added(32, "<x"),
+                     added(33, "ab", {{"single_word", true}}), added(34, "<c>", {{"special", true}})});
     synthetic s(char_bpe({{"added_tokens", tokens}, {"decoder", {{"type", "Fuse"}}}}));
     using ids = std::vector<int64_t>;
     // lstrip/rstrip swallow the spaces around "<x>".
@@ -395,19 +418,22 @@ TEST(TokenizerPieces, AddedTokensMatchLikeHuggingFace) {
 }
 
 TEST(TokenizerPieces, NormalizedAddedTokensMatchAfterNormalization) {
-    json j = char_bpe({{"normalizer", {{"type", "Lowercase"}}}, {"added_tokens", json::array({added(40, "AB", {{"normalized", true}})})}});
+    json j = char_bpe({{"normalizer", {{"type", "Lowercase"}}},
+                       {"added_tokens", json::array({added(40, "AB", {{"normalized", true}})})}});
     synthetic s(j);
     EXPECT_EQ(s.tok->encode("cAb"), (std::vector<int64_t>{2, 40}));
 }
 
 TEST(TokenizerPieces, MetaspacePrependFirst) {
-    json j = char_bpe({{"pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", true}}},
-                       {"decoder", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", true}}},
-                       {"added_tokens", json::array({added(50, "<s>", {{"special", true}})})}});
+    json j = char_bpe(
+        {{"pre_tokenizer",
+          {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", true}}},
+         {"decoder", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", true}}},
+         {"added_tokens", json::array({added(50, "<s>", {{"special", true}})})}});
     synthetic s(j);
     using ids = std::vector<int64_t>;
-    EXPECT_EQ(s.tok->encode("a b"), (ids{9, 10}));           // "▁a", "▁b"
-    EXPECT_EQ(s.tok->encode("<s>a b"), (ids{50, 0, 10}));   // no "▁" after an added token
+    EXPECT_EQ(s.tok->encode("a b"), (ids{9, 10}));        // "▁a", "▁b"
+    EXPECT_EQ(s.tok->encode("<s>a b"), (ids{50, 0, 10})); // no "▁" after an added token
     EXPECT_EQ(s.tok->decode({9, 10}), "a b");
 }
 
@@ -442,7 +468,9 @@ TEST(TokenizerPieces, ConfigOverridesTheTemplate) {
         EXPECT_FALSE(s.tok->eos_id().has_value());
     }
     {
-        const json config = {{"add_bos_token", false}, {"add_eos_token", true}, {"bos_token", "<ss>"},
+        const json config = {{"add_bos_token", false},
+                             {"add_eos_token", true},
+                             {"bos_token", "<ss>"},
                              {"eos_token", {{"content", "</ss>"}}}};
         synthetic s(char_bpe({{"post_processor", templ}, {"added_tokens", tokens}}), config);
         EXPECT_EQ(s.tok->encode("ab", true), (ids{7, 71}));
@@ -463,4 +491,47 @@ TEST(TokenizerPieces, ByteLevelWithPrefixSpaceAndGpt2Regex) {
     EXPECT_EQ(s.tok->encode("a a"), (std::vector<int64_t>{256, 256}));
     EXPECT_EQ(s.tok->decode({256, 256}), " a a");
     EXPECT_EQ(s.tok->decode({0xE2, 0x82}), "\uFFFD"); // a cut character
+}
+
+TEST(TokenizerPieces, ContinuingSubwordPrefixAndEndOfWordSuffix) {
+    using ids = std::vector<int64_t>;
+    {
+        // "##" marks symbols inside a word; a merge's result drops the right part's prefix.
+        const json j = {{"model",
+                         {{"type", "BPE"},
+                          {"vocab", {{"a", 0}, {"##b", 1}, {"ab", 2}, {"##c", 3}}},
+                          {"merges", json::array({"a ##b"})},
+                          {"continuing_subword_prefix", "##"}}}};
+        synthetic s(j);
+        EXPECT_EQ(s.tok->encode("abc"), (ids{2, 3}));
+    }
+    {
+        // "</w>" marks the last symbol of a word; the BPEDecoder turns it back into a space.
+        const json j = {{"model",
+                         {{"type", "BPE"},
+                          {"vocab", {{"a", 0}, {"b</w>", 1}, {"ab</w>", 2}, {"a</w>", 3}}},
+                          {"merges", json::array({"a b</w>"})},
+                          {"end_of_word_suffix", "</w>"}}},
+                        {"pre_tokenizer", {{"type", "WhitespaceSplit"}}},
+                        {"decoder", {{"type", "BPEDecoder"}, {"suffix", "</w>"}}}};
+        synthetic s(j);
+        EXPECT_EQ(s.tok->encode("ab a"), (ids{2, 3}));
+        EXPECT_EQ(s.tok->decode({2, 3}), "ab a");
+    }
+}
+
+TEST(TokenizerPieces, LoadsFromTheFilePathToo) {
+    synthetic s(char_bpe());
+    const std::unique_ptr<tokenizer> t = tokenizer::load(s.dir / "tokenizer.json");
+    EXPECT_EQ(t->encode("ab"), (std::vector<int64_t>{7}));
+}
+
+TEST(TokenizerPieces, OnigurumaShorthandsKeepTheirMeaning) {
+    // U+180E is not White_Space (PCRE2's \s would take it); "\h" is a hex digit in Oniguruma.
+    json j = char_bpe(
+        {{"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", R"(\s+|\h+)"}}}, {"behavior", "Removed"}}}});
+    j["model"]["vocab"]["\u180E"] = 11;
+    synthetic s(j);
+    EXPECT_EQ(s.tok->encode("x\u180Ex x"), (std::vector<int64_t>{3, 11, 3, 3})) << "U+180E is not a space";
+    EXPECT_EQ(s.tok->encode("xabx"), (std::vector<int64_t>{3, 3})); // "ab" is hex, so a delimiter
 }

@@ -1,6 +1,8 @@
 #include "app/oneshot.h"
 
 #include "app/output_dir.h"
+#include "app/run_report.h"
+#include "export/compressed_tensors.h"
 #include "model/causal_lm.h"
 #include "plugin/params_check.h"
 #include "plugin/plugin_registry.h"
@@ -8,6 +10,7 @@
 #include "session/pipeline.h"
 #include "session/session.h"
 #include "util/error.h"
+#include "util/runtime.h"
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +20,30 @@
 namespace llmc {
 
 namespace fs = std::filesystem;
+
+// "int4 group128 sym" style: enough to read a report table.
+std::string scheme_summary(const std::string &scheme_json) {
+    auto j = nlohmann::json::parse(scheme_json);
+    auto one = [](const nlohmann::json &a) {
+        if (a.is_null()) return std::string();
+        std::string s = a.value("type", "int") + std::to_string(a.value("num_bits", 8)) + " " + a.value("strategy", "");
+        if (a.contains("group_size") && a["group_size"].is_number()) s += std::to_string(a["group_size"].get<int>());
+        if (!a.value("symmetric", true)) s += " asym";
+        return s;
+    };
+    std::string s = "W:" + one(j.value("weights", nlohmann::json()));
+    const std::string in = one(j.value("input_activations", nlohmann::json()));
+    if (!in.empty()) s += " A:" + in;
+    return s;
+}
+
+uint64_t safetensors_bytes(const std::string &dir) {
+    uint64_t n = 0;
+    std::error_code ec;
+    for (const auto &e : fs::directory_iterator(dir, ec))
+        if (e.path().extension() == ".safetensors") n += e.file_size();
+    return n;
+}
 
 at::ScalarType dtype_parse(const std::string &s) {
     if (s == "float32" || s == "fp32") return at::kFloat;
@@ -56,6 +83,8 @@ void oneshot_run(const oneshot_options &opt) {
         spdlog::info("calibration: {} samples from {}", popt.batches.size(), d.path);
     }
     output_dir out(opt.output, opt.overwrite); // refuses an existing output before the long work
+    run_report report;
+    report.phase("load");
 
     // Lazily: the sequential pipeline holds one decoder layer at a time, spilling each finished
     // layer to a scratch folder inside the staging directory.
@@ -68,11 +97,15 @@ void oneshot_run(const oneshot_options &opt) {
     session s(*model);
     for (size_t i = 0; i < r.modifiers.size(); ++i) s.add_modifier(libs[i], r.modifiers[i].args, r.modifiers[i].where);
 
+    spdlog::debug("loaded: rss {:.1f} MiB, peak {:.1f} MiB", runtime_rss_mib(), runtime_peak_rss_mib());
+    report.phase("calibration");
     s.initialize();
     pipeline_run(s, popt);
     s.finalize();
+    spdlog::debug("calibrated: rss {:.1f} MiB, peak {:.1f} MiB", runtime_rss_mib(), runtime_peak_rss_mib());
+    report.phase("save");
 
-    model->save(out.staging());
+    if (s.schemes().empty()) model->save(out.staging()); else exporter::export_compressed(*model, s.schemes(), out.staging());
     std::error_code ec;
     fs::remove_all(scratch, ec);
     if (ec) fail("cannot remove the scratch folder {}: {}", scratch.string(), ec.message());
@@ -82,6 +115,13 @@ void oneshot_run(const oneshot_options &opt) {
     rf.close();
     if (!rf) fail("cannot write {}", recipe_path.string());
     out.copy_side_files(opt.model);
+    for (const auto &[module, scheme] : s.schemes()) report.module_scheme(module, scheme_summary(scheme));
+    for (const auto &[module, figures] : s.reports())
+        for (const auto &[key, value] : figures) report.module_figure(module, key, value);
+    report.totals(safetensors_bytes(opt.model), safetensors_bytes(out.staging()));
+    report.write((fs::path(out.staging()) / "run_report.json").string());
+    spdlog::debug("saved: rss {:.1f} MiB, peak {:.1f} MiB", runtime_rss_mib(), runtime_peak_rss_mib());
+    spdlog::info("run report:\n{}", report.table());
     out.commit();
     spdlog::info("wrote {}", opt.output);
 }

@@ -77,8 +77,11 @@ class jsonl_reader {
             if (first_row_ && line_[line_.find_first_not_of(" \t\r\n\f\v")] == '[')
                 fail("dataset {}: a JSON array; write one JSON object per line (JSONL)", where());
             first_row_ = false;
-            row = json::parse(line_, nullptr, false);
-            if (row.is_discarded()) fail("dataset {}: malformed JSON", where());
+            try {
+                row = json::parse(line_);
+            } catch (const json::parse_error &e) {
+                fail("dataset {}: malformed JSON at column {} (JSONL holds one object per line)", where(), e.byte);
+            }
             if (!row.is_object()) fail("dataset {}: not a JSON object", where());
             return true;
         }

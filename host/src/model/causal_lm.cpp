@@ -1,5 +1,6 @@
 #include "model/causal_lm.h"
 
+#include "export/decompress.h"
 #include "model/layers.h"
 #include "util/error.h"
 
@@ -123,6 +124,12 @@ std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarTyp
     std::set<const module *> in_layers;
     for (module *l : m->layers_) l->walk([&](module &x) { in_layers.insert(&x); });
     if (lazy) std::fill(m->resident_.begin(), m->resident_.end(), 0);
+    // compressed-tensors checkpoints: quantized weights are read back dense.
+    auto compressed = exporter::compressed_reader::open(m->cfg_.raw, source, m->modules());
+    if (compressed)
+        m->decompress_ = [compressed](const std::string &name, at::ScalarType d) {
+            return compressed->covers(name) ? compressed->read(name, d) : at::Tensor();
+        };
 
     std::vector<std::string> missing, wrong, unexpected;
     std::set<std::string> used;
@@ -131,6 +138,16 @@ std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarTyp
             const std::string name = mod->name().empty() ? key : mod->name() + "." + key;
             if (mod == m->lm_head_ && key == "weight" && m->cfg_.tie_word_embeddings)
                 continue; // tied: the embedding's weight, filled below
+            if (compressed && compressed->covers(name)) {
+                for (const auto &n : compressed->stored_as(name)) used.insert(n);
+                if (compressed->shape(name) != t.sizes().vec()) {
+                    wrong.push_back(fmt::format("{} decompresses to shape {}, expected {}", name,
+                                                shape_string(compressed->shape(name)), shape_string(t.sizes())));
+                    continue;
+                }
+                if (!(lazy && in_layers.count(mod))) t = compressed->read(name, dtype);
+                continue;
+            }
             if (!st.contains(name)) {
                 missing.push_back(name);
                 continue;
@@ -161,7 +178,7 @@ std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarTyp
         // transformers once saved rotary_emb.inv_freq buffers; it ignores them on load, and so do we.
         const std::string suffix = "rotary_emb.inv_freq";
         const bool inv_freq = n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
-        if (!used.count(n) && !inv_freq)
+        if (!used.count(n) && !inv_freq && !(compressed && compressed->is_qparam(n)))
             unexpected.push_back(n);
     }
     std::string problems;
@@ -258,7 +275,7 @@ std::vector<std::pair<std::string, at::Tensor>> causal_lm::state_dict(bool inclu
     return module_state(*root_, include_tied);
 }
 
-void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
+void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes, const save_hooks &hooks) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec)
@@ -266,10 +283,15 @@ void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
     // Layer by layer: a layer that is not resident is read from where it lives, written, and
     // released again, so saving needs one layer of memory.
     safetensors_sharded_writer writer(dir, max_shard_bytes);
-    auto add_all = [&](const std::vector<std::pair<std::string, at::Tensor>> &tensors) {
-        for (const auto &[name, t] : tensors) {
-            if (!t.defined() || t.is_meta()) fail("cannot save: tensor '{}' has no data", name);
-            writer.add(name, t);
+    // One module's own tensors, through the caller's transform.
+    auto write_module = [&](module &mod) {
+        std::vector<saved_tensor> own;
+        for (auto &[name, t] : own_state(mod, false)) own.push_back({name, t, ""});
+        if (hooks.transform) hooks.transform(mod, own);
+        for (const auto &st : own) {
+            if (!st.tensor.defined() || st.tensor.is_meta()) fail("cannot save: tensor '{}' has no data", st.name);
+            if (st.dtype.empty()) writer.add(st.name, st.tensor);
+            else writer.add(st.name, st.tensor, st.dtype);
         }
     };
     std::set<const module *> layer_set(layers_.begin(), layers_.end());
@@ -284,7 +306,7 @@ void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
             for (size_t i = 0; i < layers_.size(); ++i) {
                 const bool was = layer_resident(i);
                 if (!was) layer_onload(i);
-                add_all(module_state(*layers_[i]));
+                layers_[i]->walk(write_module);
                 if (!was) layer_release(i);
             }
             continue;
@@ -292,24 +314,27 @@ void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes) {
         bool inside_layer = false;
         for (module *p = mod->parent(); p != nullptr && !inside_layer; p = p->parent()) inside_layer = layer_set.count(p) != 0;
         if (inside_layer) continue;
-        std::vector<std::pair<std::string, at::Tensor>> own;
-        const std::string prefix = mod->name().empty() ? "" : mod->name() + ".";
-        for (auto &kv : module_state(*mod)) {
-            // module_state walks the subtree; keep only this module's own tensors here.
-            const std::string rest = kv.first.substr(prefix.size());
-            if (rest.find('.') == std::string::npos) own.push_back(kv);
-        }
-        add_all(own);
+        write_module(*mod);
     }
     writer.finish();
 
     model_config c = cfg_;
     c.torch_dtype = torch_dtype_name(dtype_);
+    nlohmann::json j = c.to_json();
+    // A quantization_config read with the checkpoint described how it was stored; what is written
+    // here is what the model holds now, so only the caller's config_extra may describe it.
+    j.erase("quantization_config");
+    const bool extra = hooks.config_extra.is_object() && !hooks.config_extra.empty();
+    if (extra)
+        for (const auto &[key, value] : hooks.config_extra.items()) j[key] = value;
     const fs::path path = fs::path(dir) / "config.json";
     const fs::path tmp = fs::path(dir) / "config.json.partial";
     {
         std::ofstream out(tmp, std::ios::binary);
-        out << c.to_json().dump(2) << "\n";
+        // compressed-tensors rewrites config.json with json.dump(indent=2, sort_keys=True):
+        // ASCII escapes and no final newline; transformers' own writer ends with one.
+        if (extra) out << j.dump(2, ' ', true);
+        else out << j.dump(2) << "\n";
         if (!out)
             fail("{}: cannot write", tmp.string());
     }

@@ -6,12 +6,33 @@
 #include "model/config.h"
 #include "model/module.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace llmc {
+
+// One tensor as save() writes it. An empty dtype writes the tensor's own; an explicit safetensors
+// dtype writes its bytes as they are (uint8 codes as "F8_E4M3").
+struct saved_tensor {
+    std::string name;
+    at::Tensor tensor;
+    std::string dtype;
+};
+
+// What a caller may change in save(): the exporter turns quantized modules into their
+// compressed-tensors form and adds quantization_config.
+struct save_hooks {
+    // Called once per module, in named_modules order, with that module's own parameters and
+    // buffers (full Hugging Face names); it may replace, add or drop entries. Decoder layers are
+    // resident while their modules are transformed.
+    std::function<void(module &, std::vector<saved_tensor> &)> transform;
+    // Top-level keys merged into config.json. When set, config.json is written the way
+    // compressed-tensors' update_config rewrites it: indent 2, keys sorted, ASCII, no final newline.
+    nlohmann::json config_extra;
+};
 
 class causal_lm {
   public:
@@ -78,14 +99,20 @@ class causal_lm {
     // lm_head.weight only when include_tied.
     std::vector<std::pair<std::string, at::Tensor>> state_dict(bool include_tied = false);
 
-    // config.json (as read, torch_dtype set to the model's dtype) and safetensors with HF names
-    // (tied lm_head.weight omitted), sharded past max_shard_bytes.
+    // config.json (as read, torch_dtype set to the model's dtype, a read quantization_config
+    // dropped: the weights held are dense) and safetensors with HF names (tied lm_head.weight
+    // omitted), sharded past max_shard_bytes, streamed layer by layer.
     void save(const std::string &dir,
-              uint64_t max_shard_bytes = safetensors_sharded_writer::default_max_shard_bytes);
+              uint64_t max_shard_bytes = safetensors_sharded_writer::default_max_shard_bytes,
+              const save_hooks &hooks = {});
 
   private:
     causal_lm(model_config cfg, at::ScalarType dtype);
     void tie_weights();
+    // A module's own parameters and buffers, in state_dict order.
+    std::vector<std::pair<std::string, at::Tensor>> own_state(module &m, bool include_tied);
+    // A parameter from the checkpoint (decompressed when it is stored compressed).
+    at::Tensor read_param(const std::string &name);
 
     model_config cfg_;
     at::ScalarType dtype_;
@@ -99,6 +126,9 @@ class causal_lm {
     std::vector<module *> layers_;
     std::vector<char> resident_;
     std::shared_ptr<safetensors_model> source_;               // the checkpoint (lazy models)
+    // Set for compressed-tensors checkpoints: a parameter stored compressed, read back dense
+    // (undefined when the parameter is stored as it is).
+    std::function<at::Tensor(const std::string &, at::ScalarType)> decompress_;
     std::vector<std::shared_ptr<safetensors_file>> spilled_;  // per layer, once spilled
 };
 

@@ -7,23 +7,37 @@
 
 namespace llmc {
 
+std::vector<std::pair<std::string, at::Tensor>> causal_lm::own_state(module &mod, bool include_tied) {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    const std::string prefix = mod.name().empty() ? "" : mod.name() + ".";
+    // Registration order as torch has it: weight before bias, then the rest.
+    std::vector<std::string> keys;
+    if (mod.params.count("weight")) keys.push_back("weight");
+    if (mod.params.count("bias")) keys.push_back("bias");
+    for (const auto &kv : mod.params)
+        if (kv.first != "weight" && kv.first != "bias") keys.push_back(kv.first);
+    for (const auto &k : keys) {
+        if (!include_tied && &mod == lm_head_ && k == "weight" && cfg_.tie_word_embeddings) continue;
+        out.emplace_back(prefix + k, mod.params.at(k));
+    }
+    for (const auto &[k, t] : mod.buffers) out.emplace_back(prefix + k, t);
+    return out;
+}
+
 std::vector<std::pair<std::string, at::Tensor>> causal_lm::module_state(module &root, bool include_tied) {
     std::vector<std::pair<std::string, at::Tensor>> out;
     root.walk([&](module &mod) {
-        const std::string prefix = mod.name().empty() ? "" : mod.name() + ".";
-        // Registration order as torch has it: weight before bias, then the rest.
-        std::vector<std::string> keys;
-        if (mod.params.count("weight")) keys.push_back("weight");
-        if (mod.params.count("bias")) keys.push_back("bias");
-        for (const auto &kv : mod.params)
-            if (kv.first != "weight" && kv.first != "bias") keys.push_back(kv.first);
-        for (const auto &k : keys) {
-            if (!include_tied && &mod == lm_head_ && k == "weight" && cfg_.tie_word_embeddings) continue;
-            out.emplace_back(prefix + k, mod.params.at(k));
-        }
-        for (const auto &[k, t] : mod.buffers) out.emplace_back(prefix + k, t);
+        for (auto &kv : own_state(mod, include_tied)) out.push_back(std::move(kv));
     });
     return out;
+}
+
+at::Tensor causal_lm::read_param(const std::string &name) {
+    if (decompress_) {
+        at::Tensor t = decompress_(name, dtype_);
+        if (t.defined()) return t;
+    }
+    return source_->copy_and_drop(name, dtype_);
 }
 
 void causal_lm::layer_onload(size_t i) {
@@ -53,7 +67,7 @@ void causal_lm::layer_onload(size_t i) {
     } else {
         if (!source_) fail("layer {} is not in memory and the model has no checkpoint to read it from", i);
         l.walk([&](module &m) {
-            for (auto &[k, t] : m.params) t = source_->copy_and_drop(m.name() + "." + k, dtype_);
+            for (auto &[k, t] : m.params) t = read_param(m.name() + "." + k);
         });
     }
     resident_[i] = 1;

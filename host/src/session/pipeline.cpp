@@ -4,6 +4,7 @@
 #include "session/session.h"
 #include "util/error.h"
 #include "util/progress.h"
+#include "util/runtime.h"
 
 #include <spdlog/spdlog.h>
 
@@ -174,6 +175,7 @@ void run_sequential(run_ctx &c) {
             m.layer_spill(i, scratch_file(c, fmt::format("layer-{}.safetensors", i)));
             m.layer_release(i);
         }
+        spdlog::debug("layer {} done: rss {:.1f} MiB, peak {:.1f} MiB", i, runtime_rss_mib(), runtime_peak_rss_mib());
         bar.step();
     }
     c.s.replay_begin_subgraph();

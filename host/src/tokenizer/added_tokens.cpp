@@ -62,8 +62,10 @@ added_vocabulary::added_vocabulary(const nlohmann::json &list, const json_where 
     }
     for (size_t i = 0; i < tokens_.size(); ++i) {
         const added_token &a = tokens_[i];
-        if (a.normalized) norm_.insert(norm ? norm->normalize(a.content) : a.content, static_cast<int32_t>(i));
-        else raw_.insert(a.content, static_cast<int32_t>(i));
+        if (a.normalized)
+            norm_.insert(norm ? norm->normalize(a.content) : a.content, static_cast<int32_t>(i));
+        else
+            raw_.insert(a.content, static_cast<int32_t>(i));
     }
 }
 

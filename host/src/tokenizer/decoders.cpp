@@ -33,8 +33,10 @@ class byte_level_decoder : public decoder {
             bool mapped = true;
             for (size_t i = 0; i < t.size() && mapped;) {
                 const auto b = byte_level_byte(utf8_next(t, i));
-                if (b) bytes += static_cast<char>(*b);
-                else mapped = false;
+                if (b)
+                    bytes += static_cast<char>(*b);
+                else
+                    mapped = false;
             }
             if (!mapped) {
                 bytes.resize(mark);
@@ -47,7 +49,8 @@ class byte_level_decoder : public decoder {
 
 class metaspace_decoder : public decoder {
   public:
-    metaspace_decoder(std::string replacement, bool strip_first) : rep_(std::move(replacement)), strip_first_(strip_first) {}
+    metaspace_decoder(std::string replacement, bool strip_first)
+        : rep_(std::move(replacement)), strip_first_(strip_first) {}
     void decode_chain(std::vector<std::string> &tokens) const override {
         for (size_t i = 0; i < tokens.size(); ++i) {
             std::string s;
@@ -109,15 +112,17 @@ class byte_fallback_decoder : public decoder {
         size_t run_tokens = 0;
         auto flush = [&] {
             if (run_tokens == 0) return;
-            if (utf8_invalid_offset(run) == std::string_view::npos) out.push_back(run);
-            else out.insert(out.end(), run_tokens, "\xEF\xBF\xBD");
+            if (utf8_invalid_offset(run) == std::string_view::npos)
+                out.push_back(run);
+            else
+                out.insert(out.end(), run_tokens, "\xEF\xBF\xBD");
             run.clear();
             run_tokens = 0;
         };
         for (auto &t : tokens) {
             int byte = -1;
-            if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && std::isxdigit(static_cast<unsigned char>(t[3])) &&
-                std::isxdigit(static_cast<unsigned char>(t[4])))
+            if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+                std::isxdigit(static_cast<unsigned char>(t[3])) && std::isxdigit(static_cast<unsigned char>(t[4])))
                 byte = std::stoi(t.substr(3, 2), nullptr, 16);
             if (byte >= 0) {
                 run += static_cast<char>(byte);
@@ -213,7 +218,8 @@ std::unique_ptr<decoder> make_decoder(const nlohmann::json &j, const json_where 
     }
     if (type == "ByteLevel") return std::make_unique<byte_level_decoder>();
     if (type == "Metaspace")
-        return std::make_unique<metaspace_decoder>(json_string(j, "replacement", w, "\u2581"), metaspace_strips_first(j, w));
+        return std::make_unique<metaspace_decoder>(json_string(j, "replacement", w, "\u2581"),
+                                                   metaspace_strips_first(j, w));
     if (type == "Replace")
         return std::make_unique<replace_decoder>(json_read_pattern(j, w), json_require_string(j, "content", w), w);
     if (type == "ByteFallback") return std::make_unique<byte_fallback_decoder>();
@@ -226,15 +232,16 @@ std::unique_ptr<decoder> make_decoder(const nlohmann::json &j, const json_where 
         i = 0;
         const int64_t start = json_int(j, "start", w, 0), stop = json_int(j, "stop", w, 0);
         if (start < 0 || stop < 0) json_fail(w, "start and stop must not be negative");
-        return std::make_unique<strip_decoder>(utf8_next(content, i), static_cast<size_t>(start), static_cast<size_t>(stop));
+        return std::make_unique<strip_decoder>(utf8_next(content, i), static_cast<size_t>(start),
+                                               static_cast<size_t>(stop));
     }
     if (type == "BPEDecoder") return std::make_unique<bpe_suffix_decoder>(json_string(j, "suffix", w, "</w>"));
     json_unsupported(w, "decoder", type);
 }
 
 std::string clean_up_tokenization_spaces(std::string text) {
-    static const char *const pairs[][2] = {{" .", "."},   {" ?", "?"},   {" !", "!"},     {" ,", ","},
-                                           {" ' ", "'"},  {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"},
+    static const char *const pairs[][2] = {{" .", "."},     {" ?", "?"},     {" !", "!"},   {" ,", ","},
+                                           {" ' ", "'"},    {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"},
                                            {" 've", "'ve"}, {" 're", "'re"}};
     for (const auto &p : pairs) {
         const std::string from = p[0], to = p[1];

@@ -27,14 +27,19 @@ hf_tokenizer::hf_tokenizer(const nlohmann::json &tj, const std::string &file, co
     for (const auto &a : added_->tokens()) ids.insert(a.id);
     vocab_size_ = static_cast<int64_t>(ids.size());
 
-    // BOS/EOS are the config's strings; without a config, what the template puts first and last.
-    if (config.bos_token) bos_ = token_to_id(*config.bos_token);
-    else if (!config.add_bos_token && !wrap_.prefix.empty()) bos_ = wrap_.prefix.front();
-    if (config.eos_token) eos_ = token_to_id(*config.eos_token);
-    else if (!config.add_eos_token && !wrap_.suffix.empty()) eos_ = wrap_.suffix.back();
+    // BOS/EOS are the config's strings; where no file names them, what the template puts first
+    // and last.
+    if (config.bos_named)
+        bos_ = config.bos_token ? token_to_id(*config.bos_token) : std::nullopt;
+    else if (!wrap_.prefix.empty())
+        bos_ = wrap_.prefix.front();
+    if (config.eos_named)
+        eos_ = config.eos_token ? token_to_id(*config.eos_token) : std::nullopt;
+    else if (!wrap_.suffix.empty())
+        eos_ = wrap_.suffix.back();
     // Llama 2's tokenizer_config.json switches decide, as transformers' LlamaTokenizerFast
     // rebuilds its post-processor from them.
-    if (config.add_bos_token || config.add_eos_token) {
+    if (config.add_bos_token.has_value() || config.add_eos_token.has_value()) {
         wrap_ = {};
         if (config.add_bos_token.value_or(false) && bos_) wrap_.prefix.push_back(*bos_);
         if (config.add_eos_token.value_or(false) && eos_) wrap_.suffix.push_back(*eos_);
@@ -80,8 +85,10 @@ std::vector<int64_t> hf_tokenizer::encode(const std::string &text, bool add_spec
     std::vector<int64_t> ids;
     if (add_special_tokens) ids = wrap_.prefix;
     for (const text_span &s : added_->split(text, false)) {
-        if (s.token >= 0) ids.push_back(added_->tokens()[s.token].id);
-        else encode_plain(std::string_view(text).substr(s.begin, s.end - s.begin), s.begin == 0, ids);
+        if (s.token >= 0)
+            ids.push_back(added_->tokens()[s.token].id);
+        else
+            encode_plain(std::string_view(text).substr(s.begin, s.end - s.begin), s.begin == 0, ids);
     }
     if (add_special_tokens) ids.insert(ids.end(), wrap_.suffix.begin(), wrap_.suffix.end());
     return ids;

@@ -125,7 +125,8 @@ std::unique_ptr<normalizer> make_normalizer(const nlohmann::json &j, const json_
     if (type == "Replace")
         return std::make_unique<replace_normalizer>(json_read_pattern(j, w), json_require_string(j, "content", w), w);
     if (type == "Strip")
-        return std::make_unique<strip_normalizer>(json_bool(j, "strip_left", w, true), json_bool(j, "strip_right", w, true));
+        return std::make_unique<strip_normalizer>(json_bool(j, "strip_left", w, true),
+                                                  json_bool(j, "strip_right", w, true));
     if (type == "ByteLevel") return std::make_unique<byte_level_normalizer>();
     json_unsupported(w, "normalizer", type);
 }

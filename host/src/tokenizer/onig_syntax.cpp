@@ -21,8 +21,10 @@ const char *outside_class(char e) {
     case 'W': return "[^" LLMC_WORD_OUTSIDE "]";
     case 'h': return "[0-9A-Fa-f]";
     case 'H': return "[^0-9A-Fa-f]";
-    case 'b': return "(?:(?<!" LLMC_WORD_CLASS ")(?=" LLMC_WORD_CLASS ")|(?<=" LLMC_WORD_CLASS ")(?!" LLMC_WORD_CLASS "))";
-    case 'B': return "(?:(?<!" LLMC_WORD_CLASS ")(?!" LLMC_WORD_CLASS ")|(?<=" LLMC_WORD_CLASS ")(?=" LLMC_WORD_CLASS "))";
+    case 'b':
+        return "(?:(?<!" LLMC_WORD_CLASS ")(?=" LLMC_WORD_CLASS ")|(?<=" LLMC_WORD_CLASS ")(?!" LLMC_WORD_CLASS "))";
+    case 'B':
+        return "(?:(?<!" LLMC_WORD_CLASS ")(?!" LLMC_WORD_CLASS ")|(?<=" LLMC_WORD_CLASS ")(?=" LLMC_WORD_CLASS "))";
     default: return nullptr;
     }
 }
@@ -59,8 +61,10 @@ std::string oniguruma_to_pcre2(const std::string &p) {
                 continue;
             }
             const char *rep = in_class ? inside_class(e) : outside_class(e);
-            if (rep != nullptr) out += rep;
-            else out.append(p, i, 2);
+            if (rep != nullptr)
+                out += rep;
+            else
+                out.append(p, i, 2);
             i += 2;
             continue;
         }

@@ -6,8 +6,7 @@
 
 namespace llmc {
 
-const char *const gpt2_split_pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char *const gpt2_split_pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 void pre_tokenizer::apply(std::vector<pre_token> &pieces) const {
     std::vector<pre_token> out;
@@ -50,8 +49,10 @@ class byte_level_pre_tokenizer : public pre_tokenizer {
         // HF adds the space to every stretch between added tokens, not only the first.
         if (add_prefix_space_ && (piece.text.empty() || piece.text[0] != ' ')) piece.text.insert(0, " ");
         std::vector<pre_token> pieces;
-        if (re_) split_by_regex(*re_, std::move(piece), split_behavior::isolated, false, pieces);
-        else pieces.push_back(std::move(piece));
+        if (re_)
+            split_by_regex(*re_, std::move(piece), split_behavior::isolated, false, pieces);
+        else
+            pieces.push_back(std::move(piece));
         for (auto &p : pieces) out.push_back({byte_level_encode(p.text), p.at_start});
     }
 
@@ -86,16 +87,20 @@ class metaspace_pre_tokenizer : public pre_tokenizer {
         std::string s;
         s.reserve(piece.text.size() + rep_.size());
         for (char c : piece.text) {
-            if (c == ' ') s += rep_;
-            else s += c;
+            if (c == ' ')
+                s += rep_;
+            else
+                s += c;
         }
         const bool starts = s.compare(0, rep_.size(), rep_) == 0;
         if (!starts && (scheme_ == prepend_scheme::always || (scheme_ == prepend_scheme::first && piece.at_start)))
             s.insert(0, rep_);
         piece.text = std::move(s);
         // Each "▁" starts a new word: MergedWithNext keeps it at the front of the word after it.
-        if (re_) split_by_regex(*re_, std::move(piece), split_behavior::merged_with_next, false, out);
-        else out.push_back(std::move(piece));
+        if (re_)
+            split_by_regex(*re_, std::move(piece), split_behavior::merged_with_next, false, out);
+        else
+            out.push_back(std::move(piece));
     }
 
   private:
@@ -152,8 +157,8 @@ std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const nlohmann::json &j, const
         return std::make_unique<regex_split_pre_tokenizer>(R"(\s+)", split_behavior::removed, false, w);
     if (type == "Punctuation") {
         const split_behavior b = parse_split_behavior(json_string(j, "behavior", w, "Isolated"), w / "behavior");
-        return std::make_unique<regex_split_pre_tokenizer>(R"([\p{P}\x21-\x2F\x3A-\x40\x5B-\x60\x7B-\x7E])", b,
-                                                           false, w);
+        return std::make_unique<regex_split_pre_tokenizer>(R"([\p{P}\x21-\x2F\x3A-\x40\x5B-\x60\x7B-\x7E])", b, false,
+                                                           w);
     }
     if (type == "Digits") {
         const bool individual = json_bool(j, "individual_digits", w, false);

@@ -51,8 +51,10 @@ std::vector<byte_range> split_ranges(size_t size, const std::vector<byte_range> 
         // A delimiter joins the piece before it, unless that piece is itself a delimiter.
         bool prev_delim = false;
         for (const auto &p : parts) {
-            if (p.delimiter && !prev_delim && !out.empty()) out.back().second = p.r.second;
-            else out.push_back(p.r);
+            if (p.delimiter && !prev_delim && !out.empty())
+                out.back().second = p.r.second;
+            else
+                out.push_back(p.r);
             prev_delim = p.delimiter;
         }
         break;
@@ -61,8 +63,10 @@ std::vector<byte_range> split_ranges(size_t size, const std::vector<byte_range> 
         // The mirror image: walk backwards, a delimiter joins the piece after it.
         bool next_delim = false;
         for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-            if (it->delimiter && !next_delim && !out.empty()) out.back().first = it->r.first;
-            else out.push_back(it->r);
+            if (it->delimiter && !next_delim && !out.empty())
+                out.back().first = it->r.first;
+            else
+                out.push_back(it->r);
             next_delim = it->delimiter;
         }
         std::reverse(out.begin(), out.end());
@@ -73,8 +77,10 @@ std::vector<byte_range> split_ranges(size_t size, const std::vector<byte_range> 
         // matches are such a run too).
         bool prev_delim = false;
         for (const auto &p : parts) {
-            if (p.delimiter == prev_delim && !out.empty()) out.back().second = p.r.second;
-            else out.push_back(p.r);
+            if (p.delimiter == prev_delim && !out.empty())
+                out.back().second = p.r.second;
+            else
+                out.push_back(p.r);
             prev_delim = p.delimiter;
         }
         break;

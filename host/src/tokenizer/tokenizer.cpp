@@ -12,10 +12,14 @@
 
 namespace llmc {
 
-std::unique_ptr<tokenizer> tokenizer::load(const std::string &dir) {
-    const std::string path = dir + "/tokenizer.json";
+std::unique_ptr<tokenizer> tokenizer::load(const std::string &dir_or_file) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) {
+    // A path to tokenizer.json itself works too; its folder holds the config.
+    const bool is_file = std::filesystem::is_regular_file(dir_or_file, ec);
+    std::string dir = is_file ? std::filesystem::path(dir_or_file).parent_path().string() : dir_or_file;
+    if (dir.empty()) dir = ".";
+    const std::string path = is_file ? dir_or_file : dir + "/tokenizer.json";
+    if (!is_file && !std::filesystem::is_regular_file(path, ec)) {
         if (std::filesystem::is_regular_file(dir + "/tokenizer.model", ec))
             fail("tokenizer {}: no tokenizer.json (a SentencePiece tokenizer.model alone is not supported; "
                  "convert it with transformers' AutoTokenizer.from_pretrained(...).save_pretrained(...))",

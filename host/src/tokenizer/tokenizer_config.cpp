@@ -49,20 +49,25 @@ tokenizer_config read_tokenizer_config(const std::string &dir) {
     const std::string config_path = dir + "/tokenizer_config.json";
     const std::string map_path = dir + "/special_tokens_map.json";
     // A key present in tokenizer_config.json decides, even as null (Qwen: "bos_token": null).
-    bool bos_decided = false, eos_decided = false;
     if (auto j = read_json_if_present(config_path)) {
-        bos_decided = j->contains("bos_token");
-        eos_decided = j->contains("eos_token");
+        c.bos_named = j->contains("bos_token");
+        c.eos_named = j->contains("eos_token");
         c.add_bos_token = optional_bool(*j, "add_bos_token", config_path);
         c.add_eos_token = optional_bool(*j, "add_eos_token", config_path);
         c.bos_token = token_string(*j, "bos_token", config_path);
         c.eos_token = token_string(*j, "eos_token", config_path);
         c.clean_up_tokenization_spaces = optional_bool(*j, "clean_up_tokenization_spaces", config_path).value_or(false);
     }
-    if (!bos_decided || !eos_decided) {
+    if (!c.bos_named || !c.eos_named) {
         if (auto j = read_json_if_present(map_path)) {
-            if (!bos_decided) c.bos_token = token_string(*j, "bos_token", map_path);
-            if (!eos_decided) c.eos_token = token_string(*j, "eos_token", map_path);
+            if (!c.bos_named) {
+                c.bos_token = token_string(*j, "bos_token", map_path);
+                c.bos_named = j->contains("bos_token");
+            }
+            if (!c.eos_named) {
+                c.eos_token = token_string(*j, "eos_token", map_path);
+                c.eos_named = j->contains("eos_token");
+            }
         }
     }
     return c;

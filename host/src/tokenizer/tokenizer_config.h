@@ -12,6 +12,8 @@ struct tokenizer_config {
     // add_special_tokens adds, in place of tokenizer.json's post_processor.
     std::optional<bool> add_bos_token, add_eos_token;
     std::optional<std::string> bos_token, eos_token; // token strings
+    // Whether a file names them at all ("bos_token": null decides too: Qwen has no BOS).
+    bool bos_named = false, eos_named = false;
     bool clean_up_tokenization_spaces = false;
 };
 

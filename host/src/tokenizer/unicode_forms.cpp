@@ -7,9 +7,18 @@
 #include <unicode/normalizer2.h>
 #include <unicode/unistr.h>
 
+#include <cstdint>
+
 namespace llmc {
 
 namespace {
+
+// ICU sizes strings with int32_t.
+icu::StringPiece piece(const std::string &text) {
+    if (text.size() > static_cast<size_t>(INT32_MAX))
+        fail("tokenizer: a text of {} bytes is too long to normalize", text.size());
+    return icu::StringPiece(text.data(), static_cast<int32_t>(text.size()));
+}
 
 const icu::Normalizer2 &instance(unicode_form form) {
     UErrorCode st = U_ZERO_ERROR;
@@ -29,7 +38,7 @@ const icu::Normalizer2 &instance(unicode_form form) {
 std::string unicode_normalize(const std::string &text, unicode_form form) {
     const icu::Normalizer2 &n = instance(form);
     UErrorCode st = U_ZERO_ERROR;
-    const icu::StringPiece in(text.data(), static_cast<int32_t>(text.size()));
+    const icu::StringPiece in = piece(text);
     // Most text is already normalized; the quick check avoids building a copy.
     if (n.isNormalizedUTF8(in, st) && U_SUCCESS(st)) return text;
     st = U_ZERO_ERROR;
@@ -41,7 +50,7 @@ std::string unicode_normalize(const std::string &text, unicode_form form) {
 }
 
 std::string unicode_lowercase(const std::string &text) {
-    icu::UnicodeString s = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+    icu::UnicodeString s = icu::UnicodeString::fromUTF8(piece(text));
     s.toLower(icu::Locale::getRoot());
     std::string out;
     s.toUTF8String(out);

@@ -14,15 +14,24 @@ size_t well_formed_len(std::string_view s, size_t i, size_t &prefix) {
     if (c < 0x80) return 1;
     size_t need;
     unsigned char lo = 0x80, hi = 0xBF; // allowed range of the second byte (Unicode table 3-7)
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c == 0xE0) need = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) need = 3;
-    else if (c == 0xED) need = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) need = 3;
-    else if (c == 0xF0) need = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) need = 4;
-    else if (c == 0xF4) need = 4, hi = 0x8F;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
+    else if (c == 0xE0)
+        need = 3, lo = 0xA0;
+    else if (c >= 0xE1 && c <= 0xEC)
+        need = 3;
+    else if (c == 0xED)
+        need = 3, hi = 0x9F;
+    else if (c >= 0xEE && c <= 0xEF)
+        need = 3;
+    else if (c == 0xF0)
+        need = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+        need = 4;
+    else if (c == 0xF4)
+        need = 4, hi = 0x8F;
+    else
+        return 0;
     size_t k = 1;
     for (; k < need && i + k < s.size(); ++k) {
         const auto b = static_cast<unsigned char>(s[i + k]);

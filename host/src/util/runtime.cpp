@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <malloc.h>
 #include <fstream>
 #include <thread>
 
@@ -17,6 +18,11 @@ void runtime_init_logging(const std::string &level) {
     logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::from_str(level));
+}
+
+void runtime_init_memory() {
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
 }
 
 void runtime_set_threads(int n) {
@@ -47,6 +53,18 @@ void runtime_check_blas() {
     else
         spdlog::debug("BLAS: {}", b);
 }
+
+static double status_field_mib(const char *field) {
+    std::ifstream s("/proc/self/status");
+    std::string line;
+    const std::string key = std::string(field) + ":";
+    while (std::getline(s, line))
+        if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0; // kB
+    return 0;
+}
+
+double runtime_rss_mib() { return status_field_mib("VmRSS"); }
+double runtime_peak_rss_mib() { return status_field_mib("VmHWM"); }
 
 uint64_t parse_bytes(const std::string &text, const std::string &what) {
     size_t pos = 0;

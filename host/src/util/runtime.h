@@ -9,12 +9,19 @@ namespace llmc {
 
 // Sets spdlog's level ("trace", "debug", "info", "warn", "error", "off"); logs go to stderr.
 void runtime_init_logging(const std::string &level);
+// glibc's malloc raises its mmap threshold as large blocks are freed, after which layer-sized
+// tensors come from the heap and freed layers fragment it: memory then grows layer by layer.
+// A fixed threshold keeps large tensors in their own mappings, returned to the system when freed.
+void runtime_init_memory();
 // intra-op threads: n > 0 as given, else the machine's hardware threads.
 void runtime_set_threads(int n);
 // Names the BLAS library LibTorch's matrix products resolve to (from the process's mappings) and
 // warns when it is the slow reference BLAS.
 std::string runtime_blas_name();
 void runtime_check_blas();
+// Resident memory now and at its peak (VmRSS, VmHWM), in MiB.
+double runtime_rss_mib();
+double runtime_peak_rss_mib();
 // "512", "64K", "300M", "4G" (powers of 1024) -> bytes; throws naming `what`.
 uint64_t parse_bytes(const std::string &text, const std::string &what);
 // Set by SIGINT/SIGTERM once runtime_install_signal_handlers ran; long loops poll it.

@@ -1,0 +1,36 @@
+// One module's tensors in their compressed-tensors form (reference section 6.2): the weight
+// quantized and packed as its format says, qparams in their stored dtypes, symmetric zero points
+// and dynamic activations' qparams dropped.
+#pragma once
+
+#include "model/causal_lm.h"
+#include "quant/args.h"
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+namespace llmc::exporter {
+
+// Qparam buffer names compressed-tensors registers: "<base>_scale", "_zero_point",
+// "_global_scale", "_g_idx" for base weight/input/output, plus the attention's q/k/v scales.
+bool is_qparam_name(const std::string &local_name);
+
+// `tensors` are the module's own parameters and buffers by local name ("weight", "bias",
+// "weight_scale", ...); the result has local names too. The weight's qparams are the stored
+// buffers when the module has them (a GPTQ weight is already on their grid; an RTN weight is
+// rounded here), else computed with qparams_observe (`global_scale`, when given, is the shared
+// global scale of NVFP4 fused partners). Static activation scales must have been calibrated.
+// `format` is the module's compression format (dense returns the tensors unchanged); scales are
+// written in model_dtype unless the scheme or format says otherwise.
+std::vector<saved_tensor> compress_module(const std::string &module_name, const quant::quant_scheme &scheme,
+                                          const std::string &format, const std::vector<saved_tensor> &tensors,
+                                          at::ScalarType model_dtype, const at::Tensor *global_scale = nullptr);
+
+// An attention module under a kv-cache scheme: k_scale / v_scale (and q_scale) in the model dtype
+// (or scale_dtype), zero points only when asymmetric.
+std::vector<saved_tensor> compress_kv_cache(const std::string &module_name, const quant::quant_args &kv,
+                                            const std::vector<saved_tensor> &tensors, at::ScalarType model_dtype);
+
+} // namespace llmc::exporter

@@ -1,0 +1,136 @@
+#include "gptq_solver.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace llmc_gptq {
+
+hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac) {
+    hessian_factor f;
+    if (act_order) {
+        // torch.argsort(diag, descending=True); a stable sort keeps ties in column order.
+        f.perm = std::get<1>(at::sort(at::diag(H), /*stable=*/true, /*dim=*/0, /*descending=*/true));
+        H = H.index_select(0, f.perm).index_select(1, f.perm);
+    }
+    at::Tensor diag = H.diagonal();
+    f.dead = diag == 0;
+    diag.masked_fill_(f.dead, 1.0); // H[dead, dead] = 1 touches the diagonal only
+    const at::Tensor damp = dampening_frac * at::mean(diag);
+    diag.add_(damp);
+    auto chol = [](const at::Tensor &m, bool upper, at::Tensor &out) {
+        auto [L, info] = at::linalg_cholesky_ex(m, upper, /*check_errors=*/false);
+        out = L;
+        return info.item<int64_t>() == 0 && at::isfinite(L).all().item<bool>();
+    };
+    at::Tensor L, U;
+    if (chol(H, false, L) && chol(at::cholesky_inverse(L), true, U)) {
+        f.hinv = U;
+    } else {
+        f.fell_back = true;
+        f.hinv = at::eye(H.size(0), H.options());
+    }
+    return f;
+}
+
+at::Tensor to_sweep_order(const at::Tensor &weight, const hessian_factor &f) {
+    at::Tensor W = weight.to(at::kFloat);
+    W = f.perm.defined() ? W.index_select(1, f.perm) : W.clone();
+    return W.contiguous();
+}
+
+void zero_dead(at::Tensor &W, const hessian_factor &f) { W.masked_fill_(f.dead.unsqueeze(0), 0.0); }
+
+at::Tensor from_sweep_order(const at::Tensor &W, const hessian_factor &f) {
+    if (!f.perm.defined()) return W;
+    return W.index_select(1, at::argsort(f.perm));
+}
+
+namespace {
+
+// One block of columns [i1, i1 + n) for rows [rb, re): the column loop of the reference with
+// the in-block update W1[:, i:] -= err ⊗ U[i, i:] fused into one pass per row.
+void sweep_rows(float *W, int64_t c, int64_t i1, int64_t n, int64_t rb, int64_t re, const float *Ub, float *err,
+                double *loss, const column_fn &fq) {
+    const int64_t R = re - rb;
+    std::vector<float> w1(static_cast<size_t>(R * n));
+    for (int64_t r = 0; r < R; ++r) std::memcpy(&w1[r * n], W + (rb + r) * c + i1, sizeof(float) * n);
+    at::Tensor column = at::empty({R, 1}, at::kFloat);
+    float *col = column.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t r = 0; r < R; ++r) col[r] = w1[r * n + i];
+        const at::Tensor q = fq(column, i1 + i, rb).to(at::kFloat).contiguous();
+        const float *qv = q.data_ptr<float>();
+        const float *u = Ub + i * n;
+        const float d = u[i];
+        for (int64_t r = 0; r < R; ++r) {
+            float *row = &w1[r * n];
+            const float diff = col[r] - qv[r];
+            loss[rb + r] += static_cast<double>(diff * diff / (d * d));
+            const float e = diff / d;
+            err[(rb + r) * n + i] = e;
+            row[i] = qv[r];
+            for (int64_t j = i + 1; j < n; ++j) row[j] -= e * u[j];
+        }
+    }
+    for (int64_t r = 0; r < R; ++r) std::memcpy(W + (rb + r) * c + i1, &w1[r * n], sizeof(float) * n);
+}
+
+} // namespace
+
+double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const sweep_options &opt) {
+    TORCH_CHECK(W.scalar_type() == at::kFloat && W.is_contiguous() && W.dim() == 2, "sweep: W must be fp32 [r, c]");
+    const int64_t r = W.size(0), c = W.size(1), B = std::max<int64_t>(1, opt.block_size);
+    const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+    // One task per thread, but not so small that starting threads costs more than the work.
+    const int64_t task =
+        opt.rows_per_task > 0 ? opt.rows_per_task : std::max<int64_t>(256, (r + threads - 1) / threads);
+    std::vector<double> losses(static_cast<size_t>(r), 0.0);
+    float *Wp = W.data_ptr<float>();
+    for (int64_t i1 = 0; i1 < c; i1 += B) {
+        const int64_t i2 = std::min(i1 + B, c), n = i2 - i1;
+        const at::Tensor Ub = hinv.slice(0, i1, i2).slice(1, i1, i2).contiguous();
+        at::Tensor Err = at::empty({r, n}, at::kFloat);
+        const float *ub = Ub.data_ptr<float>();
+        float *err = Err.data_ptr<float>();
+        at::parallel_for(0, (r + task - 1) / task, 1, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t)
+                sweep_rows(Wp, c, i1, n, t * task, std::min(r, (t + 1) * task), ub, err, losses.data(), fq);
+        });
+        // Lazy batch update of the later columns: one GEMM, all threads.
+        if (i2 < c) W.slice(1, i2).addmm_(Err, hinv.slice(0, i1, i2).slice(1, i2), 1.0, -1.0);
+    }
+    double loss = 0;
+    for (double l : losses) loss += l;
+    return loss / 2;
+}
+
+double sweep_reference(at::Tensor &W, const at::Tensor &Hinv, const column_fn &fq, int64_t blocksize) {
+    const int64_t num_rows = W.size(0), num_columns = W.size(1);
+    at::Tensor losses = at::zeros({num_rows}, W.options());
+    for (int64_t i1 = 0; i1 < num_columns; i1 += blocksize) {
+        const int64_t i2 = std::min(i1 + blocksize, num_columns), count = i2 - i1;
+        at::Tensor W1 = W.slice(1, i1, i2).clone();
+        at::Tensor Q1 = at::zeros_like(W1), Err1 = at::zeros_like(W1), losses1 = at::zeros_like(W1);
+        at::Tensor Hinv1 = Hinv.slice(0, i1, i2).slice(1, i1, i2);
+        for (int64_t i = 0; i < count; ++i) {
+            at::Tensor w = W1.select(1, i);
+            at::Tensor d = Hinv1[i][i];
+            at::Tensor q = fq(w.clone().unsqueeze(1), i1 + i, 0).reshape({num_rows}).to(at::kFloat);
+            Q1.select(1, i).copy_(q);
+            losses1.select(1, i).copy_((w - q).pow(2) / d.pow(2));
+            at::Tensor err1 = (w - q) / d;
+            at::Tensor w1_err = err1.unsqueeze(1).matmul(Hinv1[i].slice(0, i).unsqueeze(0));
+            W1.slice(1, i).sub_(w1_err);
+            Err1.select(1, i).copy_(err1);
+        }
+        W.slice(1, i1, i2).copy_(Q1);
+        losses += at::sum(losses1, 1) / 2;
+        W.slice(1, i2).sub_(Err1.matmul(Hinv.slice(0, i1, i2).slice(1, i2)));
+    }
+    return at::sum(losses).item<double>();
+}
+
+} // namespace llmc_gptq

@@ -1,0 +1,55 @@
+// GPTQ's solve, exactly as llm-compressor's quantize_weight computes it (reference/algorithms.md
+// section 2.2), in a form the plugin and bench/gptq_bench.cpp share. ATen only: the rounding of
+// each column is a callback (the plugin passes the host's fake_quantize).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+
+namespace llmc_gptq {
+
+// The factor the column sweep uses, which depends on the Hessian alone: modules that share a
+// Hessian (q/k/v, gate/up) share it too.
+struct hessian_factor {
+    at::Tensor perm; // int64 [c]: columns by descending diag(H) (act-order); undefined otherwise
+    at::Tensor dead; // bool [c], sweep order: diag(H) == 0 (those weight columns are zeroed)
+    at::Tensor hinv; // fp32 [c, c], sweep order: upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU)
+    bool fell_back = false; // factorization failed: U = I, i.e. round-to-nearest
+};
+
+// Steps 3, 7 and 8: permute (stable descending sort of the diagonal), dead columns get
+// H_ii = 1, damping dampening_frac · mean(diag H) on the diagonal, then
+// cholesky -> cholesky_inverse -> upper cholesky. H (fp32 [c, c], the mean) is consumed.
+hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac);
+
+// Rounds column j (sweep order) for rows [row_begin, row_begin + rows): `column` is fp32
+// [rows, 1], borrowed for the call. Returns the fake-quantized values ([rows, 1] or [rows], any
+// float dtype). Called from several threads at once for disjoint rows of the same column.
+using column_fn = std::function<at::Tensor(const at::Tensor &column, int64_t j, int64_t row_begin)>;
+
+struct sweep_options {
+    int64_t block_size = 128;
+    // Row tasks run in parallel (rows are independent given the factor); 0 = one per thread.
+    int64_t rows_per_task = 0;
+};
+
+// Step 9: W (fp32 [r, c] contiguous, sweep order, dead columns zeroed) is replaced by its
+// quantized values. Returns the loss Σ (w - q)² / d² / 2. Each block's columns are processed
+// row task by row task in native loops (the in-block updates touch only that task's rows); the
+// lazy update of the later columns is one GEMM per block, as in the reference.
+double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const sweep_options &opt = {});
+
+// The same step written as the reference writes it, one small tensor op after another per
+// column: the benchmark's baseline and the tests' oracle.
+double sweep_reference(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, int64_t block_size = 128);
+
+// W in sweep order: an fp32 copy, columns permuted. Dead columns are zeroed by zero_dead
+// (llm-compressor observes the permuted weight for act-order group before zeroing them).
+at::Tensor to_sweep_order(const at::Tensor &weight, const hessian_factor &f);
+void zero_dead(at::Tensor &W, const hessian_factor &f);
+// Back to the original column order (step 10).
+at::Tensor from_sweep_order(const at::Tensor &W, const hessian_factor &f);
+
+} // namespace llmc_gptq

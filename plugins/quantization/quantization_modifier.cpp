@@ -1,0 +1,102 @@
+// QuantizationModifier: llm-compressor's round-to-nearest PTQ. Schemes are attached at
+// initialize; static activations are observed by forward hooks during calibration; at each
+// subgraph's end the activation and weight qparams of its modules are stored as
+// compressed-tensors buffers (weights themselves stay as they are: the exporter quantizes them
+// with these qparams); fake-quantization is switched on when calibration ends.
+#include "../common/activation_calibration.hpp"
+#include "../common/weight_qparams.hpp"
+
+#include <llmc/sdk/modifier.hpp>
+#include <llmc/sdk/torch.hpp>
+
+#include <chrono>
+
+namespace {
+
+using namespace llmc_plugin_common;
+
+class quantization_modifier : public llmc::sdk::modifier {
+  public:
+    void declare(llmc::sdk::param_set &p) override { mixin_.declare(p); }
+
+    // Resolving here rejects a bad scheme when the recipe is loaded, as pydantic would.
+    void validate() override {
+        mixin_.resolve(host());
+        requires_data_ = mixin_.requires_calibration_data() || requires_calibration_data_field.value_or(false);
+    }
+    bool requires_calibration_data() const override { return requires_data_; }
+
+    bool on_initialize() override {
+        if (!mixin_.has_config())
+            throw invalid_arg("QuantizationModifier requires that quantization fields be specified");
+        mixin_.match(host());
+        mixin_.attach(host());
+        host().info(std::to_string(mixin_.modules().size()) + " modules to quantize in " +
+                    std::to_string(mixin_.groups().size()) + " group(s)");
+        return true;
+    }
+
+    void on_calibration_start(const llmc::sdk::event &) override { activations_.start(*this, mixin_); }
+
+    void on_sequential_epoch_end(const llmc::sdk::event &e) override {
+        const std::vector<std::string> modules = e.modules();
+        activations_.write(host(), modules);
+        quantize_weights(modules);
+    }
+
+    void on_calibration_end(const llmc::sdk::event &) override {
+        activations_.finish(host());
+        // Modules no subgraph listed still get their qparams.
+        std::vector<std::string> rest;
+        for (const auto &m : mixin_.modules())
+            if (!done_.count(m)) rest.push_back(m);
+        if (!rest.empty()) quantize_weights(rest);
+        host().quantization_enable(true);
+    }
+
+  private:
+    // update_weight_zp_scale for this subgraph's targeted modules.
+    void quantize_weights(const std::vector<std::string> &event_modules) {
+        std::vector<std::string> todo;
+        std::vector<std::pair<std::string, int64_t>> columns;
+        for (const auto &m : event_modules) {
+            const json *s = mixin_.scheme_of(m);
+            if (s == nullptr || done_.count(m) || !present(*s, "weights")) continue;
+            todo.push_back(m);
+            columns.emplace_back(m, llmc::sdk::tensor_get(host(), m, "weight").size(1));
+        }
+        if (todo.empty()) return;
+        mixin_.check_divisible(columns);
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto qparams =
+            observe_weights(host(), todo, [&](const std::string &m) { return &(*mixin_.scheme_of(m))["weights"]; });
+        const double observe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const auto &m : todo) {
+            host().check_cancelled();
+            const auto t1 = std::chrono::steady_clock::now();
+            const json &args = (*mixin_.scheme_of(m))["weights"];
+            const at::Tensor w = llmc::sdk::tensor_get(host(), m, "weight");
+            const weight_qparams &q = qparams.at(m);
+            store_weight_qparams(host(), m, args, q, w.scalar_type());
+            // The mean squared rounding error is the figure RTN can be judged by.
+            const at::Tensor err = (fake_quantize_weight(host(), args, w, q).to(at::kFloat) - w.to(at::kFloat));
+            const double mse = err.pow(2).mean().item<double>();
+            const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() +
+                                observe_s / static_cast<double>(todo.size());
+            host().report(m, "error", mse);
+            host().report(m, "time_s", secs);
+            host().debug(m + ": weight mse " + std::to_string(mse));
+            done_.insert(m);
+        }
+    }
+
+    quantization_mixin mixin_;
+    activation_calibration activations_;
+    std::set<std::string> done_;
+    bool requires_data_ = false;
+};
+
+} // namespace
+
+LLMC_DECLARE_MODIFIER(quantization_modifier, "QuantizationModifier", "1.0.0",
+                      "Round-to-nearest quantization with llm-compressor's schemes and observers", 0)
