@@ -52,13 +52,14 @@ int main(int argc, char **argv) {
     app.add_option("--describe", describe_name, "describe a modifier's parameters and exit");
     app.add_option("--recipe", opt.recipe, "llm-compressor recipe (YAML)");
     app.add_option("--model", opt.model, "Hugging Face model directory");
-    app.add_option("--dataset", opt.data.path, "calibration data (JSONL with input_ids)");
+    app.add_option("--dataset", opt.data.path, "calibration data: plain text (one stream cut into --max-seq-length chunks), JSONL with a text field, or JSONL with input_ids");
     app.add_option("--output", opt.output, "output directory");
     app.add_flag("--overwrite", opt.overwrite, "replace an existing output directory");
     app.add_option("--pipeline", opt.pipeline, "independent (default), sequential, basic, datafree");
     app.add_option("--dtype", opt.dtype, "compute dtype: float32 (default) or bfloat16");
     app.add_option("--num-calibration-samples", opt.data.num_samples, "default 512");
     app.add_option("--max-seq-length", opt.data.max_seq_length, "default 2048, capped by the model");
+    app.add_option("--text-column", opt.data.text_column, "the text field of JSONL rows (default text)");
     app.add_flag("--shuffle", opt.data.shuffle, "shuffle calibration samples");
     app.add_option("--seed", opt.data.seed, "shuffle seed (default 42)");
     app.add_option("--threads", threads, "intra-op threads (default: all cores)");

@@ -164,9 +164,14 @@ class quantization_mixin {
         if (!kv_args_.is_null()) find_attention(h);
     }
 
-    // Records each module's scheme with the host (the exporter writes what is attached).
+    // Records each module's scheme with the host (the exporter writes what is attached). As
+    // compressed-tensors does, the kv cache scheme is an attention module's scheme whose input
+    // activations are the kv args (the host's forward ignores it; the exporter saves it as
+    // kv_cache_scheme).
     void attach(const llmc::sdk::host_ref &h) const {
         for (const auto &m : modules_) h.scheme_attach(m, schemes_.at(m).dump());
+        for (const auto &a : attention_)
+            h.scheme_attach(a, json{{"targets", {h.module(a).class_name}}, {"input_activations", kv_args_}}.dump());
     }
     // Without a config of its own a modifier uses the schemes attached before it (GPTQ).
     void adopt_attached(const llmc::sdk::host_ref &h) {

@@ -128,16 +128,18 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
     EXPECT_EQ(rep["quantized"].size(), 35u);
     EXPECT_GT(rep["max_quant_error"].get<double>(), 0.0);
 
-    // The saved weights are the fake-quantized ones: weight / weight_scale is an integer in
-    // [-128, 127] for every row (the probe stored the scale it used as a buffer).
+    // The checkpoint is compressed-tensors int-quantized (W8A8): int8 weights with the per-channel
+    // scales the probe stored, and the weights it fake-quantized land exactly on the int8 grid.
     safetensors_file st(dir / "out-independent/model.safetensors");
-    at::Tensor w = st.tensor("model.layers.2.mlp.down_proj.weight").to(at::kDouble);
-    at::Tensor scale = st.tensor("model.layers.2.mlp.down_proj.weight_scale").to(at::kDouble);
+    EXPECT_EQ(st.info("model.layers.2.mlp.down_proj.weight").dtype, "I8");
+    at::Tensor codes = st.tensor("model.layers.2.mlp.down_proj.weight").to(at::kDouble);
+    at::Tensor scale = st.tensor("model.layers.2.mlp.down_proj.weight_scale");
     ASSERT_EQ(scale.sizes(), (std::vector<int64_t>{64, 1}));
-    at::Tensor k = w / scale;
-    EXPECT_LT((k - k.round()).abs().max().item<double>(), 1e-3);
-    EXPECT_LE(k.abs().max().item<double>(), 128.0);
-    EXPECT_GT(std::get<0>(at::_unique(k.round())).numel(), 16) << "8-bit levels, not fewer";
+    EXPECT_LE(codes.abs().max().item<double>(), 128.0);
+    EXPECT_GT(std::get<0>(at::_unique(codes[0])).numel(), 16) << "8-bit levels, not fewer";
+    json cfg = json::parse(test::read_file(dir / "out-independent/config.json"));
+    EXPECT_EQ(cfg["quantization_config"]["format"], "int-quantized");
+    EXPECT_EQ(cfg["quantization_config"]["ignore"], json::array({"lm_head"}));
     // recipe.yaml is saved with the defaults filled in.
     const std::string saved = test::read_file(dir / "out-independent/recipe.yaml");
     EXPECT_NE(saved.find("probe_stage:"), std::string::npos) << saved;

@@ -91,7 +91,7 @@ TEST(plugin_loading, host_lists_and_describes) {
                                " --describe ServicesProbeModifier");
     EXPECT_EQ(d.exit_code, 0) << d.output;
     EXPECT_NE(d.output.find("scheme"), std::string::npos);
-    EXPECT_NE(d.output.find("default=\"W4A16\""), std::string::npos) << d.output;
+    EXPECT_NE(d.output.find("default=\"W8A8\""), std::string::npos) << d.output;
 }
 
 TEST(plugin_loading, exception_thrown_through_create_is_reported) {

@@ -201,7 +201,7 @@ class services_probe : public llmc::sdk::modifier {
         if (fail_in_ == where) throw std::runtime_error("probe fails in " + where + " on purpose");
     }
 
-    std::string trace_path_, report_path_, fail_in_, tag_, scheme_ = "W4A16";
+    std::string trace_path_, report_path_, fail_in_, tag_, scheme_ = "W8A8";
     std::vector<std::string> targets_{"Linear"}, ignore_{"lm_head"};
     bool needs_data_ = true, quantize_ = false, light_ = false;
     std::vector<std::string> matched_, quantized_;

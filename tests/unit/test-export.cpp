@@ -775,3 +775,30 @@ TEST(export_read_back, preset_groups_and_missing_tensors) {
     const std::string err = error_of([&] { causal_lm::load(dir / "dense", at::kBFloat16); });
     EXPECT_NE(err.find("weight_shape' is missing"), std::string::npos) << err;
 }
+
+// kv cache: a scheme on the attention modules gives kv_cache_scheme and k/v scales in the model
+// dtype; the checkpoint loads back (the scales are accepted, not applied).
+TEST(export_read_back, kv_cache_scales) {
+    llmc::test::temp_dir dir("export-kv");
+    auto m = causal_lm::random(model_config::from_json(tiny_config()), 15, at::kBFloat16);
+    const quant_scheme fp8 = preset("FP8_DYNAMIC");
+    quant_scheme kv;
+    kv.targets = {"re:.*self_attn$"};
+    kv.input_activations = quant::args_from_json({{"num_bits", 8}, {"type", "float"}, {"strategy", "tensor"}}, "kv");
+    std::map<std::string, std::string> schemes;
+    for (module *mod : m->modules()) {
+        if (mod->class_name() == "Linear" && mod->name() != "lm_head") schemes[mod->name()] = quant::scheme_to_json(fp8).dump();
+        if (mod->class_name() == "LlamaAttention") {
+            schemes[mod->name()] = quant::scheme_to_json(kv).dump();
+            mod->buffers["k_scale"] = f32({0.5}, {1});
+            mod->buffers["v_scale"] = f32({0.25}, {1});
+        }
+    }
+    const export_report r = export_compressed(*m, schemes, dir / "kv");
+    EXPECT_EQ(r.quantization_config["kv_cache_scheme"], quant::args_to_json(*kv.input_activations));
+    EXPECT_EQ(r.quantization_config["config_groups"].size(), 1u);
+    safetensors_model st(dir / "kv");
+    EXPECT_EQ(st.info("model.layers.1.self_attn.k_scale").dtype, "BF16");
+    EXPECT_EQ(st.info("model.layers.1.self_attn.v_scale").shape, (std::vector<int64_t>{1}));
+    EXPECT_NO_THROW(causal_lm::load(dir / "kv", at::kBFloat16));
+}

@@ -79,7 +79,7 @@ void oneshot_run(const oneshot_options &opt) {
     if (!opt.data.path.empty()) {
         dataset_options d = opt.data;
         d.max_seq_length = std::min<int64_t>(d.max_seq_length, cfg.max_position_embeddings);
-        popt.batches = dataset_load_ids(d, cfg.vocab_size);
+        popt.batches = dataset_load_for_model(d, cfg.vocab_size, opt.model);
         spdlog::info("calibration: {} samples from {}", popt.batches.size(), d.path);
     }
     output_dir out(opt.output, opt.overwrite); // refuses an existing output before the long work
@@ -105,7 +105,12 @@ void oneshot_run(const oneshot_options &opt) {
     spdlog::debug("calibrated: rss {:.1f} MiB, peak {:.1f} MiB", runtime_rss_mib(), runtime_peak_rss_mib());
     report.phase("save");
 
-    if (s.schemes().empty()) model->save(out.staging()); else exporter::export_compressed(*model, s.schemes(), out.staging());
+    if (s.schemes().empty()) {
+        model->save(out.staging());
+    } else {
+        const exporter::export_report er = exporter::export_compressed(*model, s.schemes(), out.staging());
+        for (const auto &m : er.modules) report.module_bytes(m.module, m.bytes_before, m.bytes_after);
+    }
     std::error_code ec;
     fs::remove_all(scratch, ec);
     if (ec) fail("cannot remove the scratch folder {}: {}", scratch.string(), ec.message());

@@ -83,8 +83,17 @@ export_report export_compressed(causal_lm &m, const std::map<std::string, std::s
     const at::ScalarType dtype = m.dtype();
 
     save_hooks hooks;
+    bool warned = false;
     hooks.transform = [&](module &mod, std::vector<saved_tensor> &tensors) {
         const uint64_t before = bytes_of(tensors);
+        // Calibrated kv scales without a kv-cache scheme are saved but not described.
+        if (!plan.kv_cache_scheme && !warned && is_attention_class(mod.class_name()) &&
+            (mod.buffers.count("k_scale") || mod.buffers.count("v_scale"))) {
+            spdlog::warn("'{}' has k_scale/v_scale but no kv-cache scheme is attached to an attention module: they "
+                         "are saved as they are and quantization_config.kv_cache_scheme stays null",
+                         mod.name());
+            warned = true;
+        }
         report.bytes_before += before;
         const std::string prefix = mod.name().empty() ? "" : mod.name() + ".";
         auto fmt_it = plan.formats.find(mod.name());

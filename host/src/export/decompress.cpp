@@ -63,10 +63,10 @@ std::shared_ptr<compressed_reader> compressed_reader::open(const json &config,
         }
     }
     const module_matcher ignore(string_list(qc.value("ignore", json()), where + ".ignore"));
-    const bool kv = qc.contains("kv_cache_scheme") && !qc["kv_cache_scheme"].is_null();
-
     for (module *mod : modules) {
-        if (kv && is_attention_class(mod->class_name())) r->quantized_.insert(mod->name());
+        // q/k/v scales of attention modules are accepted even without kv_cache_scheme: vLLM reads
+        // them whenever the user asks for an fp8 kv cache.
+        if (is_attention_class(mod->class_name())) r->quantized_.insert(mod->name());
         if (ignore(mod->name(), mod->class_name())) continue;
         const group *g = nullptr;
         for (const auto &cand : groups)

@@ -208,9 +208,12 @@ void session::quantization_enable(size_t owner, bool on) {
     for (auto &kv : schemes_) {
         if (kv.second.owner != owner) continue;
         kv.second.enabled = on;
+        module &m = module_resident(static_cast<size_t>(module_index(kv.first)));
+        // The forward pass fake-quantizes Linear modules; an attention module's scheme (kv cache)
+        // is recorded for the exporter only.
+        if (m.class_name() != "Linear") continue;
         const quant::quant_scheme scheme = quant::scheme_from_json(nlohmann::json::parse(kv.second.json), kv.first);
-        quant::forward_quantization_set(module_resident(static_cast<size_t>(module_index(kv.first))),
-                                        on ? &scheme : nullptr);
+        quant::forward_quantization_set(m, on ? &scheme : nullptr);
     }
 }
 
