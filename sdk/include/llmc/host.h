@@ -168,8 +168,8 @@ typedef struct llmc_quant_api {
                                    const DLTensor *scale, const DLTensor *zero_point, const DLTensor *g_idx,
                                    DLManagedTensor **out, llmc_error_sink_t *err);
     /* Turns fake-quantization on or off for the modules this instance attached schemes to
-     * (llm-compressor enables it at CALIBRATION_END). The 1.0 host records the state; the forward
-     * pass does not fake-quantize yet (see docs/abi.md). [host-thread] */
+     * (llm-compressor enables it at CALIBRATION_END): their forward passes then compute with the
+     * quantized weights and activations, using the qparam buffers stored on them. [host-thread] */
     llmc_status_t (*quantization_enable)(const llmc_host_t *host, int enabled, llmc_error_sink_t *err);
 
     /* Creates an observer for `args_json` (its `observer` field, or the default for the args) and
