@@ -35,8 +35,12 @@ inline json default_observer(const json &args) {
     return "memoryless_minmax";
 }
 
-inline bool is_dynamic_true(const json &args) { return args.is_object() && args.value("dynamic", json(false)) == json(true); }
-inline bool is_dynamic_local(const json &args) { return args.is_object() && args.value("dynamic", json(false)) == json("local"); }
+inline bool is_dynamic_true(const json &args) {
+    return args.is_object() && args.value("dynamic", json(false)) == json(true);
+}
+inline bool is_dynamic_local(const json &args) {
+    return args.is_object() && args.value("dynamic", json(false)) == json("local");
+}
 inline bool present(const json &scheme, const char *key) { return scheme.contains(key) && scheme[key].is_object(); }
 
 class quantization_mixin {

@@ -23,14 +23,19 @@ inline bool is_group_like(const json &args) {
     return s == "group" || s == "tensor_group";
 }
 
-// Qparams of one tensor observed once as a weight ([out, in]).
-inline weight_qparams observe_weight(const llmc::sdk::host_ref &h, const json &args, const at::Tensor &w) {
-    auto obs = h.make_observer(args.dump(), LLMC_OBSERVE_WEIGHT);
-    llmc::sdk::dl_view v(w);
-    obs->observe(v.get());
-    auto q = obs->qparams();
-    return {llmc::sdk::to_tensor(std::move(q.scale)), llmc::sdk::to_tensor(std::move(q.zero_point)),
-            llmc::sdk::to_tensor(std::move(q.global_scale))};
+// Qparams of one tensor observed once as a weight ([out, in]); errors name `what`.
+inline weight_qparams observe_weight(const llmc::sdk::host_ref &h, const json &args, const at::Tensor &w,
+                                     const std::string &what = "weight") {
+    try {
+        auto obs = h.make_observer(args.dump(), LLMC_OBSERVE_WEIGHT);
+        llmc::sdk::dl_view v(w);
+        obs->observe(v.get());
+        auto q = obs->qparams();
+        return {llmc::sdk::to_tensor(std::move(q.scale)), llmc::sdk::to_tensor(std::move(q.zero_point)),
+                llmc::sdk::to_tensor(std::move(q.global_scale))};
+    } catch (const status_error &e) {
+        throw status_error(e.code(), what + ": " + e.what());
+    }
 }
 
 // The fused partners compressed-tensors gives one NVFP4 global scale (vLLM loads them as one).
@@ -66,18 +71,20 @@ observe_weights(const llmc::sdk::host_ref &h, const std::vector<std::string> &mo
         if (a == nullptr) continue;
         const std::string key = strategy_of(*a) == "tensor_group" ? fused_key(m) : "";
         if (!key.empty()) fused[key].push_back(m);
-        else out[m] = observe_weight(h, *a, llmc::sdk::tensor_get(h, m, "weight"));
+        else out[m] = observe_weight(h, *a, llmc::sdk::tensor_get(h, m, "weight"), m);
     }
     for (const auto &[key, members] : fused) {
         bool together = members.size() == fused_size(key);
         for (const auto &m : members) together = together && *args_of(m) == *args_of(members.front());
         if (!together) {
-            for (const auto &m : members) out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"));
+            for (const auto &m : members)
+                out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"), m);
             continue;
         }
         std::vector<at::Tensor> ws;
         for (const auto &m : members) ws.push_back(llmc::sdk::tensor_get(h, m, "weight"));
-        const weight_qparams all = observe_weight(h, *args_of(members.front()), at::cat(ws, 0));
+        const weight_qparams all =
+            observe_weight(h, *args_of(members.front()), at::cat(ws, 0), quantization_mixin::join(members, 3));
         int64_t row = 0;
         for (size_t i = 0; i < members.size(); ++i) {
             const int64_t rows = ws[i].size(0);

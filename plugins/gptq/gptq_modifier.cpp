@@ -59,7 +59,8 @@ column_qparams make_column_qparams(const json &args, const weight_qparams &q, in
     column_qparams c;
     c.scale = lay_out(effective_scale(q));
     c.zero_point = lay_out(q.zero_point);
-    if (strategy == "group" || strategy == "tensor_group" || strategy == "block") c.group = g_idx.to(at::kLong).contiguous();
+    if (strategy == "group" || strategy == "tensor_group" || strategy == "block")
+        c.group = g_idx.to(at::kLong).contiguous();
     c.args = channel_args(args).dump();
     return c;
 }
@@ -169,7 +170,12 @@ class gptq_modifier : public llmc::sdk::modifier {
         for (size_t i = 0; i < todo.size(); ++i) {
             host().check_cancelled();
             host().progress("GPTQ", i, todo.size());
-            compress_one(todo[i], qparams.at(todo[i]));
+            try {
+                compress_one(todo[i], qparams.at(todo[i]));
+            } catch (const status_error &e) {
+                if (e.code() == LLMC_ERR_CANCELLED) throw;
+                throw status_error(e.code(), todo[i] + ": " + e.what());
+            }
         }
         factors_.clear();
         originals_.clear();
@@ -252,8 +258,8 @@ class gptq_modifier : public llmc::sdk::modifier {
         std::vector<at::Tensor> parts{W};
         for (const auto &[name, w] : originals_)
             if (name != m && fused_key(name) == key && !key.empty()) parts.push_back(w.to(at::kFloat));
-        if (parts.size() == 1) return observe_weight(host(), args, W);
-        weight_qparams all = observe_weight(host(), args, at::cat(parts, 0));
+        if (parts.size() == 1) return observe_weight(host(), args, W, m);
+        weight_qparams all = observe_weight(host(), args, at::cat(parts, 0), m);
         weight_qparams q = all;
         q.scale = all.scale.slice(0, 0, W.size(0)).clone();
         if (all.zero_point.defined()) q.zero_point = all.zero_point.slice(0, 0, W.size(0)).clone();

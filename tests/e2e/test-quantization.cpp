@@ -17,7 +17,6 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 
 using namespace llmc;
 using json = nlohmann::json;
@@ -38,7 +37,7 @@ bool plugins_built() {
 // Tokenized TinyStories: the first samples calibrate, windows from the end of the stream are
 // held out for perplexity (never seen in calibration).
 struct corpus {
-    std::string calib_path;
+    std::string text_path;
     std::vector<int64_t> heldout;
     double base_ppl = 0;
 };
@@ -48,18 +47,12 @@ class quantization_e2e : public ::testing::Test {
     static void SetUpTestSuite() {
         if (test::shared_dir().empty() || !plugins_built()) return;
         dir_ = new test::temp_dir("quant-e2e");
+        // Calibration: the host reads the text itself (the first samples of its token stream);
+        // the test tokenizes the same file for held-out windows from the end of the stream.
+        data_.text_path = test::shared_dir() + "/data/tinystories_valid_head.txt";
         auto tok = tokenizer::load(test::stories_dir());
-        const std::vector<int64_t> stream =
-            dataset_token_stream(test::shared_dir() + "/data/tinystories_valid_head.txt", 512, tok.get());
+        const std::vector<int64_t> stream = dataset_token_stream(data_.text_path, 512, tok.get());
         ASSERT_GT(stream.size(), static_cast<size_t>((calib_samples + eval_windows) * seq_len));
-        std::ostringstream rows;
-        for (int64_t i = 0; i < calib_samples; ++i)
-            rows << json{{"input_ids", std::vector<int64_t>(stream.begin() + i * seq_len,
-                                                            stream.begin() + (i + 1) * seq_len)}}
-                        .dump()
-                 << "\n";
-        data_.calib_path = *dir_ / "calib.jsonl";
-        test::write_file(data_.calib_path, rows.str());
         data_.heldout.assign(stream.end() - eval_windows * seq_len, stream.end());
         data_.base_ppl = perplexity(test::stories_dir());
     }
@@ -95,7 +88,9 @@ class quantization_e2e : public ::testing::Test {
         // on a model this small, and results do not depend on the thread count.
         std::string cmd = std::string(LLMC_HOST_EXE) + " --plugins " + plugin_dir() + " --recipe " + recipe +
                           " --model " + model + " --output " + out + " --threads 1 --log-level info";
-        if (with_data) cmd += " --dataset " + data_.calib_path;
+        if (with_data)
+            cmd += " --dataset " + data_.text_path + " --num-calibration-samples " + std::to_string(calib_samples) +
+                   " --max-seq-length " + std::to_string(seq_len);
         const auto r = test::run_command(cmd);
         EXPECT_EQ(r.exit_code, expect_rc) << cmd << "\n" << r.output;
         if (output) *output = r.output;
@@ -254,6 +249,8 @@ TEST_F(quantization_e2e, shipped_recipes_produce_their_formats) {
     cfg["num_key_value_heads"] = 2;
     cfg["head_dim"] = 64;
     causal_lm::random(model_config::from_json(cfg, "random llama"), 7)->save(model);
+    for (const char *f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) // same vocabulary
+        fs::copy_file(test::stories_dir() + "/" + f, model + "/" + f);
 
     const struct {
         const char *recipe, *format;
@@ -264,7 +261,10 @@ TEST_F(quantization_e2e, shipped_recipes_produce_their_formats) {
         {"w4a16_asym_rtn", "pack-quantized", false, {"model.layers.0.mlp.up_proj.weight_zero_point"}},
         {"w8a8_int8_gptq", "int-quantized", true, {"model.layers.1.self_attn.o_proj.weight_scale"}},
         {"fp8_dynamic", "float-quantized", false, {"model.layers.0.mlp.gate_proj.weight_scale"}},
-        {"fp8_static", "float-quantized", true, {"model.layers.1.self_attn.k_scale", "model.layers.1.mlp.up_proj.input_scale"}},
+        {"fp8_static",
+         "float-quantized",
+         true,
+         {"model.layers.1.self_attn.k_scale", "model.layers.1.mlp.up_proj.input_scale"}},
         {"nvfp4a16", "nvfp4-pack-quantized", false, {"model.layers.0.self_attn.q_proj.weight_global_scale"}},
     };
     for (const auto &c : cases) {

@@ -208,7 +208,9 @@ void session::quantization_enable(size_t owner, bool on) {
     for (auto &kv : schemes_) {
         if (kv.second.owner != owner) continue;
         kv.second.enabled = on;
-        module &m = module_resident(static_cast<size_t>(module_index(kv.first)));
+        // The module object, not its weights: a released layer stays released (the forward reads
+        // the qparam buffers when it runs, after the layer is back).
+        module &m = module_at(static_cast<size_t>(module_index(kv.first)));
         // The forward pass fake-quantizes Linear modules; an attention module's scheme (kv cache)
         // is recorded for the exporter only.
         if (m.class_name() != "Linear") continue;
