@@ -3,6 +3,7 @@
 #include "export/decompress.h"
 #include "model/layers.h"
 #include "util/error.h"
+#include "util/progress.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -303,11 +304,13 @@ void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes, const sav
         if (layer_set.count(mod)) {
             if (layers_done) continue;
             layers_done = true;
+            progress bar("saving", layers_.size());
             for (size_t i = 0; i < layers_.size(); ++i) {
                 const bool was = layer_resident(i);
                 if (!was) layer_onload(i);
                 layers_[i]->walk(write_module);
                 if (!was) layer_release(i);
+                bar.step();
             }
             continue;
         }
