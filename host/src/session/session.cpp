@@ -196,7 +196,7 @@ size_t session::replay_batch_count() const {
 // ---- schemes
 
 void session::scheme_attach(size_t owner, size_t module_index, const std::string &canonical_json) {
-    schemes_[module_at(module_index).name()] = {owner, canonical_json, false};
+    schemes_[module_at(module_index).name()] = {owner, canonical_json};
 }
 
 const std::string *session::scheme_of(const std::string &module) const {
@@ -207,7 +207,6 @@ const std::string *session::scheme_of(const std::string &module) const {
 void session::quantization_enable(size_t owner, bool on) {
     for (auto &kv : schemes_) {
         if (kv.second.owner != owner) continue;
-        kv.second.enabled = on;
         // The module object, not its weights: a released layer stays released (the forward reads
         // the qparam buffers when it runs, after the layer is back).
         module &m = module_at(static_cast<size_t>(module_index(kv.first)));
@@ -223,11 +222,6 @@ std::map<std::string, std::string> session::schemes() const {
     std::map<std::string, std::string> out;
     for (const auto &kv : schemes_) out[kv.first] = kv.second.json;
     return out;
-}
-
-bool session::quantization_enabled(const std::string &module) const {
-    auto it = schemes_.find(module);
-    return it != schemes_.end() && it->second.enabled;
 }
 
 bool session::cancelled() const { return cancelled_.load() || runtime_cancel_flag().load(); }

@@ -73,7 +73,6 @@ class session {
     void scheme_attach(size_t owner, size_t module_index, const std::string &canonical_json);
     const std::string *scheme_of(const std::string &module) const;
     void quantization_enable(size_t owner, bool on);
-    bool quantization_enabled(const std::string &module) const;
 
     // --- per-module figures plugins report (loss, time, ...), for the run report
     void report_add(const std::string &module, const std::string &key, double value) { reports_[module][key] = value; }
@@ -94,7 +93,6 @@ class session {
     struct scheme_record {
         size_t owner;
         std::string json;
-        bool enabled = false;
     };
 
     causal_lm &model_;
