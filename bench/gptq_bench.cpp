@@ -1,10 +1,11 @@
 // GPTQ on one Linear, against baselines measured in the same run:
 //   (a) Hessian accumulation: the symmetric rank-k update (cblas_ssyrk, and GEMMs on strips of
 //       the lower triangle) against a plain full XᵀX GEMM of the same data;
-//   (b) the solve (Hessian factor + column sweep) against the sweep written as llm-compressor
-//       writes it, one small tensor op after another per column, with the same factor and the
-//       same column rounding (the host's fake_quantize, args parsed from JSON on every call as
-//       the ABI does);
+//   (b) the solve (Hessian factor + column sweep) against the solve written as llm-compressor
+//       writes it: cholesky -> cholesky_inverse -> upper cholesky, then one small tensor op after
+//       another per column, each column rounded by compressed-tensors' torch ops; the plugin's
+//       solve factors with a reversed Cholesky and a triangular inverse and rounds with the
+//       host's fake_quantize (args looked up by string, as the ABI does);
 //   (c) both as GFLOP/s against this machine's fp32 GEMM speed.
 // A 4096x4096 Linear and a 4096x11008 one (down_proj), H from 128 sequences of 512 tokens of
 // random activations with uneven channel scales, W4A16 (int4, group 128, act-order static).
@@ -22,9 +23,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unistd.h>
 #include <vector>
 
@@ -143,22 +146,51 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
     const qparams qp = qparams_observe(args, W); // once, from the original weights
     const at::Tensor scale_t = qp.scale.t().contiguous(), zp_t = qp.zero_point.t().contiguous();
 
+    // The factor as llm-compressor writes it (the baseline's), and the plugin's.
     auto t0 = clock_type::now();
+    const llmc_gptq::hessian_factor f_ref =
+        llmc_gptq::factor_hessian(H.clone(), /*act_order=*/true, 0.01, llmc_gptq::factor_method::inverse_cholesky);
+    const double t_factor_ref = since(t0);
+    t0 = clock_type::now();
     const llmc_gptq::hessian_factor f = llmc_gptq::factor_hessian(H.clone(), /*act_order=*/true, 0.01);
     const double t_factor = since(t0);
-    if (f.fell_back) std::printf("  warning: the factorization fell back to RTN\n");
+    if (f.fell_back || f_ref.fell_back) std::printf("  warning: a factorization fell back to RTN\n");
+    const double u_diff = (f.hinv - f_ref.hinv).abs().max().item<double>() / f_ref.hinv.abs().max().item<double>();
     const at::Tensor g_idx = at::div(at::arange(c, at::kLong), 128, "floor").index_select(0, f.perm).contiguous();
     const int64_t *gi = g_idx.data_ptr<int64_t>();
-
-    // The rounding the plugin does per column: the host's fake_quantize, args parsed per call.
-    std::atomic<int64_t> calls{0};
-    const llmc_gptq::column_fn fq = [&](const at::Tensor &col, int64_t j, int64_t rb) {
-        ++calls;
-        const quant_args a = args_from_json(nlohmann::json::parse(channel_json), "args");
+    auto column_qparams = [&](const at::Tensor &col, int64_t j, int64_t rb) {
         qparams q;
         q.scale = scale_t[gi[j]].slice(0, rb, rb + col.size(0)).unsqueeze(1);
         q.zero_point = zp_t[gi[j]].slice(0, rb, rb + col.size(0)).unsqueeze(1);
-        return fake_quantize(a, col, q).to(col.scalar_type());
+        return q;
+    };
+
+    // The plugin's rounding: the host's fake_quantize behind the ABI, which looks the args
+    // string up in its cache of parsed args.
+    std::atomic<int64_t> calls{0};
+    std::mutex cache_mu;
+    std::unordered_map<std::string, quant_args> cache;
+    const llmc_gptq::column_fn fq = [&](const at::Tensor &col, int64_t j, int64_t rb) {
+        ++calls;
+        const quant_args *a = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(cache_mu);
+            auto it = cache.find(channel_json);
+            if (it == cache.end())
+                it = cache.emplace(channel_json, args_from_json(nlohmann::json::parse(channel_json), "args")).first;
+            a = &it->second;
+        }
+        return fake_quantize(*a, col, column_qparams(col, j, rb)).to(col.scalar_type());
+    };
+    // The reference's rounding: compressed-tensors' fake_quantize, one torch op after another.
+    const llmc_gptq::column_fn fq_ref = [&](const at::Tensor &col, int64_t j, int64_t rb) {
+        ++calls;
+        const qparams q = column_qparams(col, j, rb);
+        const at::TensorOptions f32 = col.options().dtype(at::kFloat);
+        at::Tensor y = col / q.scale + q.zero_point.to(col.scalar_type());
+        y = at::round(at::clamp(y, at::scalar_tensor(-8.0, f32), at::scalar_tensor(7.0, f32)));
+        const at::Tensor v = y.to(q.scale.scalar_type()) - q.zero_point.to(q.scale.scalar_type());
+        return (v * q.scale).to(col.scalar_type());
     };
 
     at::Tensor W0 = llmc_gptq::to_sweep_order(W, f);
@@ -171,14 +203,14 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
         int64_t calls = 0;
         at::Tensor W;
     };
-    auto best_of = [&](bool native) {
+    auto best_of = [&](bool native, const at::Tensor &hinv) {
         run best;
         for (int t : {1, threads}) {
             at::set_num_threads(t);
             at::Tensor Wt = W0.clone();
             calls = 0;
             const auto t0 = clock_type::now();
-            const double loss = native ? llmc_gptq::sweep(Wt, f.hinv, fq) : llmc_gptq::sweep_reference(Wt, f.hinv, fq);
+            const double loss = native ? llmc_gptq::sweep(Wt, hinv, fq) : llmc_gptq::sweep_reference(Wt, hinv, fq_ref);
             const double s = since(t0);
             if (s < best.seconds) best = {s, loss, t, calls.load(), Wt};
             if (t == threads) break;
@@ -186,34 +218,46 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
         at::set_num_threads(threads);
         return best;
     };
-    const run native = best_of(true), ref = best_of(false);
+    const run native = best_of(true, f.hinv), ref = best_of(false, f_ref.hinv);
+    // The sweeps on the same factor must agree bit for bit (this also checks the host's scalar
+    // fake_quantize against the torch ops); the factors differ only by rounding.
+    at::Tensor Wsame = W0.clone();
+    const double loss_same = llmc_gptq::sweep(Wsame, f_ref.hinv, fq);
     const double t_native = native.seconds, t_ref = ref.seconds;
-    char buf[256];
+    const double changed = (native.W != ref.W).sum().item<double>() / static_cast<double>(native.W.numel());
+    char buf[768];
     std::snprintf(buf, sizeof buf,
-                  "  check: max |W_native - W_reference| = %.3g, loss %.6g vs %.6g; best runs at %d vs %d "
-                  "thread(s); fake_quantize calls %lld vs %lld",
-                  (native.W - ref.W).abs().max().item<double>(), native.loss, ref.loss, native.threads, ref.threads,
-                  static_cast<long long>(native.calls), static_cast<long long>(ref.calls));
+                  "  check, same factor: max |W_native - W_reference| = %.3g, loss %.9g vs %.9g\n"
+                  "  check, plugin's factor: max |U - U_reference| / max |U_reference| = %.3g; loss %.6g vs %.6g; "
+                  "%.3g%% of weights differ\n"
+                  "  best runs at %d vs %d thread(s); fake_quantize calls %lld vs %lld",
+                  (Wsame - ref.W).abs().max().item<double>(), loss_same, ref.loss, u_diff, native.loss, ref.loss,
+                  100.0 * changed, native.threads, ref.threads, static_cast<long long>(native.calls),
+                  static_cast<long long>(ref.calls));
     note = buf;
 
     const double cd = static_cast<double>(c), rd = static_cast<double>(rows);
-    const double f_factor = 4.0 / 3.0 * cd * cd * cd; // cholesky + cholesky_inverse + cholesky
-    double f_sweep = 0;                               // in-block updates + lazy block GEMMs
+    const double f_factor_ref = 4.0 / 3.0 * cd * cd * cd; // cholesky + cholesky_inverse + cholesky
+    const double f_factor = 2.0 / 3.0 * cd * cd * cd;     // cholesky + triangular inverse
+    double f_sweep = 0;                                   // in-block updates + lazy block GEMMs
     for (int64_t i1 = 0; i1 < c; i1 += 128) {
         const int64_t n = std::min<int64_t>(128, c - i1);
         f_sweep += rd * n * (n + 1.0) + 2.0 * rd * n * (c - i1 - n);
     }
     std::vector<row> out;
-    out.push_back({"solve: Hessian factor (chol, inv, chol)", t_factor, f_factor, NAN});
+    out.push_back({"solve: factor, chol -> chol_inverse -> chol (baseline)", t_factor_ref, f_factor_ref, 1.0});
+    out.push_back({std::string("solve: factor, reversed chol -> ") + (llmc_gptq::have_lapack_trtri() ? "strtri" : "trsm"),
+                   t_factor, f_factor, t_factor_ref / t_factor});
     out.push_back({"solve: sweep, reference op by op (best)", t_ref, f_sweep, 1.0});
     out.push_back({"solve: sweep, native row tasks (best)", t_native, f_sweep, t_ref / t_native});
-    out.push_back({"solve total, reference (baseline)", t_factor + t_ref, f_factor + f_sweep, 1.0});
+    out.push_back({"solve total, reference (baseline)", t_factor_ref + t_ref, f_factor_ref + f_sweep, 1.0});
     out.push_back({"solve total, native (ratio = speedup)", t_factor + t_native, f_factor + f_sweep,
-                   (t_factor + t_ref) / (t_factor + t_native)});
+                   (t_factor_ref + t_ref) / (t_factor + t_native)});
     if (shared > 1) {
         // Modules sharing a Hessian share its factor (q/k/v): the reference factors it per module.
-        const double k = static_cast<double>(shared), ref_k = k * (t_factor + t_ref), nat_k = t_factor + k * t_native;
-        out.push_back({"solve q/k/v, reference: 3 x total (derived)", ref_k, k * (f_factor + f_sweep), 1.0});
+        const double k = static_cast<double>(shared), ref_k = k * (t_factor_ref + t_ref),
+                     nat_k = t_factor + k * t_native;
+        out.push_back({"solve q/k/v, reference: 3 x total (derived)", ref_k, k * (f_factor_ref + f_sweep), 1.0});
         out.push_back({"solve q/k/v, native: 1 factor + 3 sweeps (derived)", nat_k, f_factor + k * f_sweep,
                        ref_k / nat_k});
     }

@@ -8,7 +8,49 @@
 
 namespace llmc_gptq {
 
-hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac) {
+#ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
+extern "C" void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info);
+#endif
+
+bool have_lapack_trtri() {
+#ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
+    return true;
+#else
+    return false;
+#endif
+}
+
+namespace {
+
+bool cholesky(const at::Tensor &m, bool upper, at::Tensor &out) {
+    auto [L, info] = at::linalg_cholesky_ex(m, upper, /*check_errors=*/false);
+    out = L;
+    return info.item<int64_t>() == 0 && at::isfinite(L).all().item<bool>();
+}
+
+// J·M·J for a contiguous square M: reversing both index orders reverses the flat buffer.
+void reverse_both(at::Tensor &m) {
+    float *p = m.data_ptr<float>();
+    std::reverse(p, p + m.numel());
+}
+
+// Inverts a contiguous lower-triangular L in place (the upper triangle stays zero).
+bool invert_lower(at::Tensor &L) {
+#ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
+    // Row-major L is column-major Lᵀ (upper); inverting that in place leaves L⁻¹ in row-major.
+    const int n = static_cast<int>(L.size(0));
+    int info = 0;
+    strtri_("U", "N", &n, L.data_ptr<float>(), &n, &info);
+    return info == 0 && at::isfinite(L).all().item<bool>();
+#else
+    L = at::linalg_solve_triangular(L, at::eye(L.size(0), L.options()), /*upper=*/false).contiguous();
+    return at::isfinite(L).all().item<bool>();
+#endif
+}
+
+} // namespace
+
+hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac, factor_method method) {
     hessian_factor f;
     if (act_order) {
         // torch.argsort(diag, descending=True); a stable sort keeps ties in column order.
@@ -20,17 +62,33 @@ hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_fra
     diag.masked_fill_(f.dead, 1.0); // H[dead, dead] = 1 touches the diagonal only
     const at::Tensor damp = dampening_frac * at::mean(diag);
     diag.add_(damp);
-    auto chol = [](const at::Tensor &m, bool upper, at::Tensor &out) {
-        auto [L, info] = at::linalg_cholesky_ex(m, upper, /*check_errors=*/false);
-        out = L;
-        return info.item<int64_t>() == 0 && at::isfinite(L).all().item<bool>();
-    };
-    at::Tensor L, U;
-    if (chol(H, false, L) && chol(at::cholesky_inverse(L), true, U)) {
-        f.hinv = U;
+    diag = at::Tensor();
+    const int64_t n = H.size(0);
+    bool ok = false;
+    if (method == factor_method::inverse_cholesky) {
+        at::Tensor L, U;
+        ok = cholesky(H, false, L) && cholesky(at::cholesky_inverse(L), true, U);
+        if (ok) f.hinv = U;
     } else {
+        // H⁻¹ = UᵀU with U upper. With J·H·J = L·Lᵀ: H = (J·L·J)(J·L·J)ᵀ, so H⁻¹ = UᵀU for
+        // U = (J·L·J)⁻¹ = J·L⁻¹·J, which is upper. Half the flops of the route above.
+        H = H.contiguous();
+        reverse_both(H);
+        at::Tensor L;
+        ok = cholesky(H, false, L);
+        H = at::Tensor(); // free the input before the inverse
+        if (ok) {
+            L = L.contiguous();
+            ok = invert_lower(L);
+        }
+        if (ok) {
+            reverse_both(L);
+            f.hinv = L;
+        }
+    }
+    if (!ok) {
         f.fell_back = true;
-        f.hinv = at::eye(H.size(0), H.options());
+        f.hinv = at::eye(n, at::kFloat);
     }
     return f;
 }

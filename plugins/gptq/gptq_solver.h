@@ -19,10 +19,23 @@ struct hessian_factor {
     bool fell_back = false; // factorization failed: U = I, i.e. round-to-nearest
 };
 
+// How U is computed from the damped H. Both give the same matrix; the rounding differs.
+enum class factor_method {
+    // U = J·inv(cholesky(J·H·J))·J, J reversing the column order: one Cholesky and one
+    // triangular inverse, 2n³/3 flops (LAPACK strtri when the build found it).
+    reversed_cholesky,
+    // cholesky -> cholesky_inverse -> upper cholesky, as llm-compressor writes it: 4n³/3 flops.
+    inverse_cholesky,
+};
+
 // Steps 3, 7 and 8: permute (stable descending sort of the diagonal), dead columns get
-// H_ii = 1, damping dampening_frac · mean(diag H) on the diagonal, then
-// cholesky -> cholesky_inverse -> upper cholesky. H (fp32 [c, c], the mean) is consumed.
-hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac);
+// H_ii = 1, damping dampening_frac · mean(diag H) on the diagonal, then the upper Cholesky
+// factor of H⁻¹. H (fp32 [c, c], the mean) is consumed. A failed or non-finite factorization
+// gives fell_back (U = I).
+hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac,
+                              factor_method method = factor_method::reversed_cholesky);
+// Whether reversed_cholesky uses LAPACK's strtri (else a triangular solve against I, n³ flops).
+bool have_lapack_trtri();
 
 // Rounds column j (sweep order) for rows [row_begin, row_begin + rows): `column` is fp32
 // [rows, 1], borrowed for the call. Returns the fake-quantized values ([rows, 1] or [rows], any

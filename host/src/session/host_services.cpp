@@ -13,6 +13,11 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
 namespace llmc {
 
 namespace {
@@ -317,12 +322,30 @@ llmc_status_t quant_qparams_compute(const llmc_host_t *, const char *args_json, 
     });
 }
 
+// GPTQ calls fake_quantize once per weight column and row task (thousands of times per Linear,
+// from several threads) with the same args string: parse each distinct string once.
+std::shared_ptr<const quant_args> cached_args(const char *args_json) {
+    static std::mutex mu;
+    static std::unordered_map<std::string, std::shared_ptr<const quant_args>> cache;
+    const std::string key = str(args_json, "args");
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        if (auto it = cache.find(key); it != cache.end()) return it->second;
+    }
+    auto args = std::make_shared<const quant_args>(args_from_json(parse_json(args_json, "args"), "args"));
+    std::lock_guard<std::mutex> lock(mu);
+    if (cache.size() >= 256) cache.clear(); // plugins use a handful; never grow without bound
+    cache.emplace(key, args);
+    return args;
+}
+
 llmc_status_t quant_fake_quantize(const llmc_host_t *, const char *args_json, const DLTensor *x, const DLTensor *scale,
                                   const DLTensor *zero_point, const DLTensor *g_idx, DLManagedTensor **out,
                                   llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
         if (out == nullptr) raise(LLMC_ERR_INVALID_ARG, "out is NULL");
-        quant_args args = args_from_json(parse_json(args_json, "args"), "args");
+        const std::shared_ptr<const quant_args> args_ptr = cached_args(args_json);
+        const quant_args &args = *args_ptr;
         qparams q;
         q.scale = from_borrowed(scale, "scale");
         if (zero_point != nullptr) q.zero_point = from_borrowed(zero_point, "zero_point");

@@ -1,0 +1,77 @@
+#include "quant/fake_quant_fast.h"
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cmath>
+
+namespace llmc::quant {
+
+namespace {
+
+// Rounds a float to T and back, as an ATen op whose result is in T does.
+template <class T> inline float round_to(float v) { return static_cast<float>(T(v)); }
+template <> inline float round_to<float>(float v) { return v; }
+
+// The generic path's ops, one element at a time (x fp32, scale in T):
+//   y = x / float(s) (+ float(zp)); clamp to [q_min, q_max]; round half to even  -- fp32
+//   v = T(y); v = T(v - T(zp)); out = T(v * s)                                    -- in T
+template <class T>
+void run(const float *x, int64_t rows, int64_t cols, const T *s, int64_t s_stride, const int8_t *zp,
+         int64_t zp_stride, float lo, float hi, T *out) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float sf = static_cast<float>(s[r * s_stride]);
+        const float zf = zp ? static_cast<float>(zp[r * zp_stride]) : 0.0f; // int8: exact in T
+        const float *xr = x + r * cols;
+        T *o = out + r * cols;
+        for (int64_t c = 0; c < cols; ++c) {
+            float y = xr[c] / sf;
+            if (zp) y = y + zf;
+            y = y < lo ? lo : (y > hi ? hi : y); // NaN passes through, as at::clamp
+            y = std::nearbyint(y);               // the default rounding mode: half to even
+            float v = round_to<T>(y);
+            if (zp) v = round_to<T>(v - zf);
+            o[c] = T(v * sf);
+        }
+    }
+}
+
+} // namespace
+
+at::Tensor fake_quantize_fast(const quant_args &a, const at::Tensor &x, const qparams &qp) {
+    if (a.type != quant_type::int_ || !a.strategy) return {};
+    const quant_strategy st = *a.strategy;
+    if (st != quant_strategy::tensor && st != quant_strategy::channel && st != quant_strategy::token) return {};
+    if (qp.global_scale.defined() || !qp.scale.defined()) return {};
+    if (x.scalar_type() != at::kFloat || x.dim() != 2 || !x.is_contiguous() || x.device().type() != at::kCPU)
+        return {};
+    const int64_t rows = x.size(0), cols = x.size(1);
+    const at::Tensor &s = qp.scale, &z = qp.zero_point;
+    if (s.dim() != 2 || s.size(0) != rows || s.size(1) != 1 || s.device().type() != at::kCPU) return {};
+    if (z.defined() && (z.scalar_type() != at::kChar || z.dim() != 2 || z.size(0) != rows || z.size(1) != 1 ||
+                        z.device().type() != at::kCPU))
+        return {};
+    const auto range = quant_range(a);
+    const float lo = static_cast<float>(range.first), hi = static_cast<float>(range.second);
+    const int8_t *zp = z.defined() ? z.data_ptr<int8_t>() : nullptr;
+    const int64_t zs = z.defined() ? z.stride(0) : 0;
+    at::Tensor out = at::empty({rows, cols}, x.options().dtype(s.scalar_type()));
+    switch (s.scalar_type()) {
+    case at::kFloat:
+        run<float>(x.data_ptr<float>(), rows, cols, s.data_ptr<float>(), s.stride(0), zp, zs, lo, hi,
+                   out.data_ptr<float>());
+        break;
+    case at::kBFloat16:
+        run<c10::BFloat16>(x.data_ptr<float>(), rows, cols, s.data_ptr<c10::BFloat16>(), s.stride(0), zp, zs, lo,
+                           hi, out.data_ptr<c10::BFloat16>());
+        break;
+    case at::kHalf:
+        run<c10::Half>(x.data_ptr<float>(), rows, cols, s.data_ptr<c10::Half>(), s.stride(0), zp, zs, lo, hi,
+                       out.data_ptr<c10::Half>());
+        break;
+    default: return {};
+    }
+    return out;
+}
+
+} // namespace llmc::quant

@@ -1,0 +1,20 @@
+// A scalar fast path of fake_quantize for its most frequent small call: GPTQ rounds one weight
+// column at a time (thousands of calls per Linear), where ATen's per-op overhead costs far more
+// than the arithmetic. Same numerics as the generic path in qparams.cpp, bit for bit (a NaN
+// result is NaN on both, though ATen's own bf16 NaN bits depend on which of its kernels runs).
+#pragma once
+
+#include "quant/args.h"
+#include "quant/qparams.h"
+
+#include <ATen/ATen.h>
+
+namespace llmc::quant {
+
+// fake_quantize(args, x, qp) when: INT args; strategy tensor, channel or token (qparams broadcast
+// against x); x fp32, 2-D [R, C], contiguous; scale fp32, bf16 or fp16 of shape [R, 1]; zero point
+// undefined or int8 [R, 1]; no global scale. Returns the same values in the same dtype (the
+// scale's) as the generic path; an undefined tensor when the call is not of that form.
+at::Tensor fake_quantize_fast(const quant_args &args, const at::Tensor &x, const qparams &qp);
+
+} // namespace llmc::quant

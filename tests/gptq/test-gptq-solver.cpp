@@ -1,0 +1,94 @@
+// The GPTQ solve (plugins/gptq/gptq_solver.cpp): the plugin's factor against llm-compressor's
+// op sequence, the failure fallback, and the native sweep against the op-by-op reference.
+// Built with the plugin's core library (plugins/gptq/CMakeLists.txt).
+#include "gptq_solver.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace {
+
+// A realistic Hessian: 2·XᵀX / n over tokens with uneven channel scales, a few dead channels.
+at::Tensor make_hessian(int64_t c, int64_t tokens, int dead) {
+    const at::Tensor channel_scale = at::exp(0.5 * at::randn({c}));
+    at::Tensor X = at::randn({tokens, c}) * channel_scale;
+    for (int i = 0; i < dead; ++i) X.select(1, (i * 37 + 5) % c).zero_();
+    return X.t().mm(X) * (2.0 / static_cast<double>(tokens));
+}
+
+double rel_diff(const at::Tensor &a, const at::Tensor &b) {
+    return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+// Round-to-grid per row, as a stand-in for the host's fake_quantize.
+at::Tensor round_column(const at::Tensor &col, const at::Tensor &scale, int64_t row_begin) {
+    const at::Tensor s = scale.slice(0, row_begin, row_begin + col.size(0)).unsqueeze(1);
+    return at::round(at::clamp(col / s, -8, 7)) * s;
+}
+
+} // namespace
+
+TEST(GptqSolver, ReversedCholeskyMatchesInverseCholesky) {
+    at::manual_seed(7);
+    for (bool act_order : {false, true}) {
+        const at::Tensor H = make_hessian(384, 1024, 3);
+        const auto a = llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::reversed_cholesky);
+        const auto b = llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::inverse_cholesky);
+        ASSERT_FALSE(a.fell_back);
+        ASSERT_FALSE(b.fell_back);
+        EXPECT_TRUE(at::equal(a.dead, b.dead));
+        if (act_order) EXPECT_TRUE(at::equal(a.perm, b.perm));
+        EXPECT_LT(rel_diff(a.hinv, b.hinv), 1e-4);
+        EXPECT_EQ(a.hinv.tril(-1).abs().max().item<float>(), 0.0f); // upper triangular
+        // Both are U with UᵀU = H⁻¹, i.e. U·H·Uᵀ = I (H damped and permuted as the factor saw it).
+        at::Tensor Hd = act_order ? H.index_select(0, a.perm).index_select(1, a.perm) : H.clone();
+        Hd.diagonal().masked_fill_(a.dead, 1.0);
+        Hd.diagonal().add_(0.01 * Hd.diagonal().mean());
+        const at::Tensor I = at::eye(384);
+        EXPECT_LT((a.hinv.to(at::kDouble).mm(Hd.to(at::kDouble)).mm(a.hinv.t().to(at::kDouble)) - I.to(at::kDouble))
+                      .abs()
+                      .max()
+                      .item<double>(),
+                  1e-3);
+    }
+}
+
+TEST(GptqSolver, FailedFactorizationFallsBackToIdentity) {
+    for (auto method : {llmc_gptq::factor_method::reversed_cholesky, llmc_gptq::factor_method::inverse_cholesky}) {
+        at::Tensor H = at::eye(16);
+        H[3][3] = -5.0; // not positive definite even after damping
+        auto f = llmc_gptq::factor_hessian(H, false, 0.01, method);
+        EXPECT_TRUE(f.fell_back);
+        EXPECT_TRUE(at::equal(f.hinv, at::eye(16)));
+        at::Tensor N = at::eye(16);
+        N[2][5] = N[5][2] = std::numeric_limits<float>::quiet_NaN();
+        f = llmc_gptq::factor_hessian(N, true, 0.01, method);
+        EXPECT_TRUE(f.fell_back);
+        EXPECT_TRUE(at::equal(f.hinv, at::eye(16)));
+    }
+}
+
+TEST(GptqSolver, NativeSweepMatchesReferenceBitForBit) {
+    at::manual_seed(11);
+    const int64_t rows = 300, cols = 320; // not multiples of the block or the task size
+    const at::Tensor H = make_hessian(cols, 640, 2);
+    const at::Tensor scale = at::rand({rows}) * 0.01 + 0.002;
+    const llmc_gptq::column_fn fq = [&](const at::Tensor &col, int64_t, int64_t rb) {
+        return round_column(col, scale, rb);
+    };
+    for (auto method : {llmc_gptq::factor_method::reversed_cholesky, llmc_gptq::factor_method::inverse_cholesky}) {
+        const auto f = llmc_gptq::factor_hessian(H.clone(), true, 0.01, method);
+        at::Tensor W = llmc_gptq::to_sweep_order(at::randn({rows, cols}) * 0.02, f);
+        llmc_gptq::zero_dead(W, f);
+        at::Tensor Wr = W.clone();
+        llmc_gptq::sweep_options opt;
+        opt.block_size = 64;
+        opt.rows_per_task = 70;
+        const double loss = llmc_gptq::sweep(W, f.hinv, fq, opt);
+        const double loss_ref = llmc_gptq::sweep_reference(Wr, f.hinv, fq, 64);
+        EXPECT_TRUE(at::equal(W, Wr));
+        EXPECT_NEAR(loss, loss_ref, 1e-6 * std::abs(loss_ref)); // the reference sums in float
+    }
+}

@@ -1,0 +1,178 @@
+// The scalar fast path of fake_quantize (host/src/quant/fake_quant_fast.cpp) against the generic
+// torch-op path, bit for bit: the same values, the same dtype. The generic path is reached by
+// handing fake_quantize the same values in a layout the fast path does not take.
+#include "quant/args.h"
+#include "quant/fake_quant_fast.h"
+#include "quant/qparams.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+using namespace llmc::quant;
+using json = nlohmann::json;
+
+namespace {
+
+quant_args args_of(const std::string &text) { return args_from_json(json::parse(text), "test"); }
+
+// fake_quantize with the same values and qparams, laid out so the fast path declines it: x as a
+// strided view (rows 3·cols apart), or for one row 1-D qparams (they broadcast the same way).
+at::Tensor generic_path(const quant_args &a, const at::Tensor &x, const qparams &qp) {
+    if (x.size(0) == 1) {
+        qparams flat = qp;
+        flat.scale = qp.scale.reshape({1});
+        if (qp.zero_point.defined()) flat.zero_point = qp.zero_point.reshape({1});
+        EXPECT_FALSE(fake_quantize_fast(a, x, flat).defined());
+        return fake_quantize(a, x, flat).contiguous();
+    }
+    at::Tensor wide = at::zeros({x.size(0), x.size(1) * 3}, x.options());
+    at::Tensor view = wide.slice(1, 0, x.size(1));
+    view.copy_(x);
+    EXPECT_FALSE(view.is_contiguous());
+    EXPECT_FALSE(fake_quantize_fast(a, view, qp).defined());
+    return fake_quantize(a, view, qp).contiguous();
+}
+
+// A NaN stays NaN on both paths, but not with the same bits: ATen encodes a bf16 NaN as 0xFFFF
+// in its vectorized kernels and 0x7FC0 in scalar ones (c10::BFloat16), which the fast path uses.
+// Checks the NaN positions agree and replaces them with 0 before the bitwise comparison.
+at::Tensor same_nans(const at::Tensor &fast, const at::Tensor &generic, const std::string &what) {
+    const at::Tensor nan = at::isnan(generic);
+    EXPECT_TRUE(at::equal(at::isnan(fast), nan)) << what;
+    return nan;
+}
+
+// fake_quantize through the fast path and through the generic path must agree bit for bit.
+void expect_same(const quant_args &a, const at::Tensor &x, const qparams &qp, const std::string &what) {
+    at::Tensor fast = fake_quantize_fast(a, x, qp);
+    ASSERT_TRUE(fast.defined()) << what;
+    at::Tensor through = fake_quantize(a, x, qp).contiguous(); // what callers get
+    at::Tensor generic = generic_path(a, x, qp);
+    if (at::isnan(x).any().item<bool>()) {
+        const at::Tensor nan = same_nans(fast, generic, what);
+        fast = fast.masked_fill(nan, 0);
+        through = through.masked_fill(nan, 0);
+        generic = generic.masked_fill(nan, 0);
+    }
+    ASSERT_EQ(fast.scalar_type(), generic.scalar_type()) << what;
+    ASSERT_EQ(through.scalar_type(), generic.scalar_type()) << what;
+    ASSERT_EQ(fast.sizes(), generic.sizes()) << what;
+    const size_t bytes = static_cast<size_t>(generic.numel() * generic.element_size());
+    EXPECT_EQ(std::memcmp(fast.data_ptr(), generic.data_ptr(), bytes), 0) << what;
+    EXPECT_EQ(std::memcmp(through.data_ptr(), generic.data_ptr(), bytes), 0) << what;
+}
+
+// Scales [rows, 1] of a given dtype: random magnitudes, some powers of two (exact ties).
+at::Tensor make_scale(int64_t rows, at::ScalarType dtype) {
+    at::Tensor s = at::exp(at::randn({rows, 1}) * 2.0) * 0.01;
+    at::Tensor pow2 = at::pow(2.0, at::randint(-12, 2, {rows, 1}).to(at::kFloat));
+    s = at::where(at::rand({rows, 1}) < 0.3, pow2, s);
+    return s.to(dtype);
+}
+
+// Values around the grid: random, exactly half-way between levels (ties), and beyond the range.
+at::Tensor make_x(const at::Tensor &scale, int64_t cols, double qmax) {
+    const int64_t rows = scale.size(0);
+    const at::Tensor s = scale.to(at::kFloat);
+    at::Tensor k = at::randint(static_cast<int64_t>(-qmax) - 3, static_cast<int64_t>(qmax) + 3, {rows, cols});
+    at::Tensor ties = (k.to(at::kFloat) + 0.5) * s; // exact when s is a power of two
+    at::Tensor random = at::randn({rows, cols}) * s * qmax * 0.7;
+    at::Tensor far = at::randn({rows, cols}) * s * qmax * 4.0;
+    const at::Tensor pick = at::rand({rows, cols});
+    return at::where(pick < 0.3, ties, at::where(pick < 0.8, random, far)).contiguous();
+}
+
+} // namespace
+
+TEST(FakeQuantFast, MatchesGenericPathBitForBit) {
+    at::manual_seed(1234);
+    const char *cases[] = {
+        R"({"num_bits": 4, "type": "int", "symmetric": true, "strategy": "channel"})",
+        R"({"num_bits": 4, "type": "int", "symmetric": false, "strategy": "channel"})",
+        R"({"num_bits": 8, "type": "int", "symmetric": true, "strategy": "channel"})",
+        R"({"num_bits": 8, "type": "int", "symmetric": false, "strategy": "channel"})",
+        R"({"num_bits": 2, "type": "int", "symmetric": false, "strategy": "channel"})",
+        R"({"num_bits": 8, "type": "int", "symmetric": true, "strategy": "tensor"})",
+        R"({"num_bits": 8, "type": "int", "symmetric": true, "strategy": "token", "dynamic": true})",
+    };
+    for (const char *text : cases) {
+        const quant_args a = args_of(text);
+        const double qmax = quant_range(a).second;
+        for (at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+            for (int64_t rows : {1, 7, 64, 513}) {
+                for (int64_t cols : {1, 3, 16}) {
+                    for (bool with_zp : {false, true}) {
+                        const std::string what = std::string(text) + " " + c10::toString(dtype) + " rows " +
+                                                 std::to_string(rows) + " cols " + std::to_string(cols) +
+                                                 (with_zp ? " zp" : "");
+                        qparams qp;
+                        qp.scale = make_scale(rows, dtype);
+                        if (with_zp) {
+                            const auto [lo, hi] = quant_range(a);
+                            qp.zero_point = at::randint(static_cast<int64_t>(lo), static_cast<int64_t>(hi) + 1,
+                                                        {rows, 1})
+                                                .to(at::kChar);
+                        }
+                        expect_same(a, make_x(qp.scale, cols, qmax), qp, what);
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(FakeQuantFast, StridedQparamsAndSpecialValues) {
+    at::manual_seed(99);
+    const quant_args a = args_of(R"({"num_bits": 4, "type": "int", "symmetric": false, "strategy": "channel"})");
+    // GPTQ's layout: qparams [groups, rows], a column uses row g, sliced to the task's rows.
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+        const at::Tensor scales = (at::rand({4, 300}) * 0.05 + 1e-3).to(dtype);
+        const at::Tensor zps = at::randint(-8, 8, {4, 300}).to(at::kChar);
+        qparams qp;
+        qp.scale = scales[2].slice(0, 100, 228).unsqueeze(1);
+        qp.zero_point = zps[2].slice(0, 100, 228).unsqueeze(1);
+        at::Tensor x = at::randn({128, 1}) * 0.1;
+        x[0][0] = std::numeric_limits<float>::infinity();
+        x[1][0] = -std::numeric_limits<float>::infinity();
+        x[2][0] = 0.0f;
+        x[3][0] = -0.0f;
+        x[4][0] = std::numeric_limits<float>::denorm_min();
+        x[5][0] = std::numeric_limits<float>::max();
+        x[6][0] = std::numeric_limits<float>::quiet_NaN();
+        x[7][0] = -std::numeric_limits<float>::quiet_NaN();
+        expect_same(a, x, qp, c10::toString(dtype));
+        // Transposed qparams (a column view of [rows, groups]) work too.
+        qparams qt;
+        qt.scale = scales.t().slice(1, 1, 2);
+        qt.zero_point = zps.t().contiguous().slice(1, 1, 2);
+        expect_same(a, at::randn({300, 2}) * 0.1, qt, std::string("transposed ") + c10::toString(dtype));
+    }
+}
+
+TEST(FakeQuantFast, DeclinesWhatItDoesNotCover) {
+    const at::Tensor x = at::randn({8, 1});
+    qparams qp;
+    qp.scale = at::full({8, 1}, 0.1f);
+    const quant_args group = args_of(R"({"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group",
+                                         "group_size": 1})");
+    EXPECT_FALSE(fake_quantize_fast(group, x, qp).defined());
+    const quant_args fp8 = args_of(R"({"num_bits": 8, "type": "float", "symmetric": true, "strategy": "channel"})");
+    EXPECT_FALSE(fake_quantize_fast(fp8, x, qp).defined());
+    const quant_args int4 = args_of(R"({"num_bits": 4, "type": "int", "symmetric": true, "strategy": "channel"})");
+    EXPECT_TRUE(fake_quantize_fast(int4, x, qp).defined());
+    EXPECT_FALSE(fake_quantize_fast(int4, x.to(at::kBFloat16), qp).defined()); // x must be fp32
+    EXPECT_FALSE(fake_quantize_fast(int4, x.reshape({8}), qp).defined());      // 2-D only
+    qparams with_gs = qp;
+    with_gs.global_scale = at::ones({1});
+    EXPECT_FALSE(fake_quantize_fast(int4, x, with_gs).defined());
+    qparams zp32 = qp;
+    zp32.zero_point = at::zeros({8, 1}, at::kInt);
+    EXPECT_FALSE(fake_quantize_fast(int4, x, zp32).defined());
+    qparams row_scale = qp;
+    row_scale.scale = at::full({1, 8}, 0.1f); // broadcasts differently: generic path
+    EXPECT_FALSE(fake_quantize_fast(int4, at::randn({8, 8}), row_scale).defined());
+}
