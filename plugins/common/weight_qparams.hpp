@@ -23,11 +23,17 @@ inline bool is_group_like(const json &args) {
     return s == "group" || s == "tensor_group";
 }
 
-// Qparams of one tensor observed once as a weight ([out, in]); errors name `what`.
+// Qparams of one tensor observed once as a weight ([out, in]); errors name `what`. `existing`
+// is an observer that already holds input statistics (imatrix_mse), else a fresh one is made.
 inline weight_qparams observe_weight(const llmc::sdk::host_ref &h, const json &args, const at::Tensor &w,
-                                     const std::string &what = "weight") {
+                                     const std::string &what = "weight", llmc::sdk::observer *existing = nullptr) {
     try {
-        auto obs = h.make_observer(args.dump(), LLMC_OBSERVE_WEIGHT);
+        std::unique_ptr<llmc::sdk::observer> fresh;
+        llmc::sdk::observer *obs = existing;
+        if (obs == nullptr) {
+            fresh = h.make_observer(args.dump(), LLMC_OBSERVE_WEIGHT);
+            obs = fresh.get();
+        }
         llmc::sdk::dl_view v(w);
         obs->observe(v.get());
         auto q = obs->qparams();
@@ -60,10 +66,13 @@ inline size_t fused_size(const std::string &key) {
 
 // Qparams of the original weights of `modules` (each with weight args in `args_of`). Complete
 // tensor_group partner sets with equal args are observed together (rows concatenated), so each
-// keeps its own local scales and all share the set's global scale.
+// keeps its own local scales and all share the set's global scale. `observer_of` gives a
+// module's imatrix observer, if any (partners read the same input: the first one's serves all).
+using observer_lookup = std::function<llmc::sdk::observer *(const std::string &)>;
 inline std::map<std::string, weight_qparams>
 observe_weights(const llmc::sdk::host_ref &h, const std::vector<std::string> &modules,
-                const std::function<const json *(const std::string &)> &args_of) {
+                const std::function<const json *(const std::string &)> &args_of, const observer_lookup &observer_of = {}) {
+    auto existing = [&](const std::string &m) { return observer_of ? observer_of(m) : nullptr; };
     std::map<std::string, weight_qparams> out;
     std::map<std::string, std::vector<std::string>> fused;
     for (const auto &m : modules) {
@@ -71,20 +80,21 @@ observe_weights(const llmc::sdk::host_ref &h, const std::vector<std::string> &mo
         if (a == nullptr) continue;
         const std::string key = strategy_of(*a) == "tensor_group" ? fused_key(m) : "";
         if (!key.empty()) fused[key].push_back(m);
-        else out[m] = observe_weight(h, *a, llmc::sdk::tensor_get(h, m, "weight"), m);
+        else out[m] = observe_weight(h, *a, llmc::sdk::tensor_get(h, m, "weight"), m, existing(m));
     }
     for (const auto &[key, members] : fused) {
         bool together = members.size() == fused_size(key);
         for (const auto &m : members) together = together && *args_of(m) == *args_of(members.front());
         if (!together) {
             for (const auto &m : members)
-                out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"), m);
+                out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"), m, existing(m));
             continue;
         }
         std::vector<at::Tensor> ws;
         for (const auto &m : members) ws.push_back(llmc::sdk::tensor_get(h, m, "weight"));
         const weight_qparams all =
-            observe_weight(h, *args_of(members.front()), at::cat(ws, 0), quantization_mixin::join(members, 3));
+            observe_weight(h, *args_of(members.front()), at::cat(ws, 0), quantization_mixin::join(members, 3),
+                           existing(members.front()));
         int64_t row = 0;
         for (size_t i = 0; i < members.size(); ++i) {
             const int64_t rows = ws[i].size(0);

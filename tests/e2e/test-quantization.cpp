@@ -172,6 +172,31 @@ TEST_F(quantization_e2e, gptq_channel_int3_gains_more_and_act_order_group_saves_
     EXPECT_LT(p_grouped, base * 1.5);
 }
 
+TEST_F(quantization_e2e, imatrix_mse_weighs_rounding_by_input_energy) {
+    // int3 per channel: coarse enough for the choice of range to matter.
+    auto scheme = [](const char *observer) {
+        return std::string(R"(    QuantizationModifier:
+      ignore: [lm_head]
+      config_groups:
+        group_0:
+          targets: [Linear]
+          weights: {num_bits: 3, type: int, symmetric: true, strategy: channel, observer: )") +
+               observer + "}\n";
+    };
+    std::string log;
+    run("imatrix-nodata", scheme("imatrix_mse"), false, test::stories_dir(), 1, &log);
+    EXPECT_NE(log.find("needs calibration data"), std::string::npos) << log;
+    const std::string imatrix = run("imatrix", scheme("imatrix_mse"), true);
+    const std::string minmax = run("imatrix-minmax", scheme("minmax"), false);
+    const std::string mse = run("imatrix-mse", scheme("mse"), false);
+    EXPECT_EQ(quant_config(imatrix)["config_groups"]["group_0"]["weights"]["observer"], "imatrix_mse");
+    const double p_imatrix = perplexity(imatrix), p_minmax = perplexity(minmax), p_mse = perplexity(mse);
+    std::printf("int3 channel held-out perplexity: base %.4f, minmax %.4f, mse %.4f, imatrix_mse %.4f\n",
+                data_.base_ppl, p_minmax, p_mse, p_imatrix);
+    EXPECT_LT(p_imatrix, p_minmax);
+    EXPECT_FALSE(std::isnan(p_mse));
+}
+
 TEST_F(quantization_e2e, rtn_asymmetric_static_fp8_and_dynamic_schemes) {
     // W4A16_ASYM-like (groups of 4): zero points are saved for asymmetric args.
     const std::string asym = run("rtn-asym", R"(    QuantizationModifier:

@@ -728,8 +728,85 @@ TEST(Observers, StaticMinmaxAndMovingAverage) {
     w.observe(f32({1.f, -2.f}, {1, 2}));
     w.observe(f32({0.5f, -0.25f}, {1, 2}));
     EXPECT_EQ(values(w.max_vals()), std::vector<float>{0.5f});
-    EXPECT_NE(error_of([] { observer(args_of(R"({"observer": "imatrix_mse"})")); })
-                  .find("imatrix_mse"),
+    EXPECT_NE(error_of([] { observer(args_of(R"({"observer": "no_such_observer"})")); })
+                  .find("no_such_observer"),
+              std::string::npos);
+}
+
+// imatrix_mse (llm-compressor's IMatrixMSEObserver): the grid p = 1 - i/20 for i = 0..19 inclusive
+// (max(1, int(0.95 * 20)) + 1 candidates), error sum imp * |q - x|^3 in float32 with the
+// importance E[x^2] per input channel normalized to mean 1. The oracle below searches the same
+// candidates independently (patience 0: no early stop) and must pick the same range per row.
+TEST(Observers, IMatrixWeighsColumnsByInputEnergy) {
+    at::manual_seed(31);
+    const auto a = args_of(R"({"num_bits": 4, "strategy": "group", "group_size": 8, "observer": "imatrix_mse",
+                               "observer_kwargs": {"patience": 0}})");
+    auto w = at::randn({6, 16});
+    w.select(1, 3).fill_(8.0); // an outlier column the importance may or may not care about
+    observer o(a, observed_role::weight);
+    EXPECT_EQ(o.kind(), "imatrix_mse");
+    // Inputs: column 3 silent, the rest loud: its clipping error should count for nothing.
+    auto x = at::randn({5, 7, 16});
+    x.select(2, 3).zero_();
+    o.observe_input(x);
+    o.observe_input(x * 2);
+    const auto imp = o.importance(16);
+    ASSERT_TRUE(imp.defined());
+    const auto expect_imp = (x.pow(2).sum(at::IntArrayRef{0, 1}) * 5) / 70.0;
+    EXPECT_TRUE(at::allclose(imp, expect_imp / expect_imp.mean(), 1e-5, 1e-6));
+    o.observe(w);
+
+    const auto flat = flatten_for_calibration(a, w, observed_role::weight);
+    const auto imp_flat = flatten_for_calibration(a, imp.unsqueeze(0).expand({6, 16}), observed_role::weight);
+    quant_args token = a;
+    token.strategy = quant_strategy::token;
+    const auto mn0 = at::amin(flat, {0, -1}), mx0 = at::amax(flat, {0, -1});
+    at::Tensor best = at::full_like(mn0, 3e38), best_p = at::ones_like(mn0);
+    for (int i = 0; i <= 19; ++i) {
+        const double p = 1.0 - i / 20.0;
+        const auto qp = qparams_from_minmax(a, mn0 * p, mx0 * p, nullptr);
+        const auto q = fake_quantize(token, flat, qparams{qp.scale.unsqueeze(-1), qp.zero_point.unsqueeze(-1), {}});
+        const auto err = ((q - flat).abs().pow(3) * imp_flat).sum(at::IntArrayRef{0, -1});
+        best_p = at::where(err < best, at::full_like(best_p, p), best_p);
+        best = at::minimum(err, best);
+    }
+    EXPECT_TRUE(at::allclose(o.max_vals(), mx0 * best_p, 1e-6, 1e-7)) << o.max_vals() << mx0 * best_p;
+    // The silent outlier is clipped in its groups: some group shrinks below its full range.
+    EXPECT_TRUE((best_p < 1.0).any().item<bool>());
+    // Uniform MSE (no inputs seen) keeps more of the outlier's range than the importance-weighted
+    // search does in the outlier's groups.
+    observer u(a, observed_role::weight);
+    u.observe(w);
+    EXPECT_TRUE((u.max_vals().select(1, 0) >= o.max_vals().select(1, 0) - 1e-6).all().item<bool>());
+}
+
+TEST(Observers, IMatrixFallsBackOrFailsWhenStrict) {
+    const auto w = at::randn({4, 8});
+    // No inputs: uniform MSE with the imatrix grid (a warning, not an error).
+    observer o(args_of(R"({"num_bits": 4, "strategy": "channel", "observer": "imatrix_mse"})"));
+    std::string why;
+    EXPECT_FALSE(o.importance(8, &why).defined());
+    EXPECT_NE(why.find("no calibration inputs"), std::string::npos) << why;
+    o.observe(w);
+    EXPECT_TRUE(o.has_stats());
+    // Tensor strategy is not supported; strict turns fallbacks into errors.
+    observer t(args_of(R"({"num_bits": 4, "strategy": "tensor", "observer": "imatrix_mse"})"));
+    t.observe_input(at::randn({3, 8}));
+    EXPECT_FALSE(t.importance(8, &why).defined());
+    EXPECT_NE(why.find("TENSOR"), std::string::npos) << why;
+    observer s(args_of(R"({"num_bits": 4, "strategy": "channel", "observer": "imatrix_mse",
+                          "observer_kwargs": {"strict": true}})"));
+    s.observe_input(at::zeros({3, 8}));
+    EXPECT_NE(error_of([&] { s.observe(w); }).find("all zeros"), std::string::npos);
+    observer m(args_of(R"({"num_bits": 4, "strategy": "channel", "observer": "imatrix_mse",
+                          "observer_kwargs": {"strict": true}})"));
+    m.observe_input(at::ones({3, 6}));
+    EXPECT_NE(error_of([&] { m.observe(w); }).find("size mismatch"), std::string::npos);
+    // Bad kwargs are rejected as the reference does.
+    EXPECT_NE(error_of([] {
+                  observer(args_of(R"({"num_bits": 4, "strategy": "channel", "observer": "imatrix_mse",
+                                      "observer_kwargs": {"maxshrink": 1.5}})"));
+              }).find("maxshrink"),
               std::string::npos);
 }
 

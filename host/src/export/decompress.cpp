@@ -3,6 +3,7 @@
 #include "export/formats.h"
 #include "export/module_compress.h"
 #include "export/tensor_codec.h"
+#include "quant/forward.h"
 #include "quant/packing.h"
 #include "quant/presets.h"
 #include "quant/qparams.h"
@@ -63,6 +64,8 @@ std::shared_ptr<compressed_reader> compressed_reader::open(const json &config,
         }
     }
     const module_matcher ignore(string_list(qc.value("ignore", json()), where + ".ignore"));
+    if (qc.contains("kv_cache_scheme") && !qc["kv_cache_scheme"].is_null())
+        r->kv_cache_ = quant::args_from_json(qc["kv_cache_scheme"], where + ".kv_cache_scheme");
     for (module *mod : modules) {
         // q/k/v scales of attention modules are accepted even without kv_cache_scheme: vLLM reads
         // them whenever the user asks for an fp8 kv cache.
@@ -77,6 +80,11 @@ std::shared_ptr<compressed_reader> compressed_reader::open(const json &config,
         if (g == nullptr) continue;
         r->quantized_.insert(mod->name());
         const quant::quant_scheme &s = g->scheme;
+        if ((s.input_activations || s.output_activations) && mod->class_name() == "Linear") {
+            quant::quant_scheme a = s;
+            a.weights.reset(); // the weight is read back dense: already what it dequantizes to
+            r->activations_[mod->name()] = std::move(a);
+        }
         std::string format = s.format ? *s.format
                                       : (r->format_ != fmt_name::mixed_precision ? r->format_
                                                                                  : infer_module_format(mod->class_name(), s));
@@ -183,6 +191,37 @@ at::Tensor compressed_reader::read(const std::string &param, at::ScalarType dtyp
     else if (packs_fp4(p.format)) q = quant::unpack_fp4(big("weight_packed"));
     else q = big("weight");
     return quant::dequantize(w, q, qp, g_idx ? &*g_idx : nullptr, dtype);
+}
+
+bool compressed_reader::activation_quantization_apply(module &m, at::ScalarType dtype) const {
+    const bool attn = is_attention_class(m.class_name()) && kv_cache_;
+    auto act = activations_.find(m.name());
+    if (!attn && act == activations_.end()) return false;
+    // Stored static qparams become the module's buffers, decoded as the forward pass uses them.
+    auto load = [&](const std::string &base, const quant::quant_args &a) {
+        const std::string prefix = m.name() + "." + base;
+        if (st_->contains(prefix + "_scale")) {
+            const std::string n = prefix + "_scale";
+            m.buffers[base + "_scale"] = decode_scale(st_->tensor(n), st_->info(n).dtype, scale_storage_of(a), dtype);
+        }
+        if (st_->contains(prefix + "_zero_point")) {
+            const std::string n = prefix + "_zero_point";
+            m.buffers[base + "_zero_point"] = decode_zero_point(st_->tensor(n), st_->info(n).dtype);
+        }
+        if (st_->contains(prefix + "_global_scale"))
+            m.buffers[base + "_global_scale"] = st_->tensor(prefix + "_global_scale").to(at::kFloat);
+    };
+    if (attn) {
+        load("k", *kv_cache_);
+        load("v", *kv_cache_);
+        quant::forward_kv_quantization_set(m, &*kv_cache_);
+        return true;
+    }
+    const quant::quant_scheme &s = act->second;
+    if (s.input_activations) load("input", *s.input_activations);
+    if (s.output_activations) load("output", *s.output_activations);
+    quant::forward_quantization_set(m, &s);
+    return true;
 }
 
 } // namespace llmc::exporter

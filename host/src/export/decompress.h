@@ -11,6 +11,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,6 +42,16 @@ class compressed_reader {
 
     const std::string &format() const { return format_; }
 
+    // What the saved model quantizes at inference besides its weights, as vLLM runs it: input /
+    // output activations of quantized Linear modules, and keys and values of attention modules
+    // when the config has a kv_cache_scheme. `module` is then given its stored static qparams
+    // (input_scale, ..., k_scale, v_scale; decoded, in the model dtype where stored as codes)
+    // and its forward pass fake-quantizes them. Returns whether anything was turned on.
+    bool activation_quantization_apply(module &m, at::ScalarType dtype) const;
+    // Whether any module has activation or kv-cache quantization (for a log line).
+    bool has_activation_quantization() const { return !activations_.empty() || kv_cache_.has_value(); }
+    const std::optional<quant::quant_args> &kv_cache_scheme() const { return kv_cache_; }
+
   private:
     struct plan {
         std::string module;
@@ -53,6 +64,8 @@ class compressed_reader {
     std::string format_;
     std::map<std::string, plan> plans_;  // by "<module>.weight"
     std::set<std::string> quantized_;    // modules whose qparam tensors are accepted
+    std::map<std::string, quant::quant_scheme> activations_; // Linear modules with input/output args
+    std::optional<quant::quant_args> kv_cache_;
 };
 
 } // namespace llmc::exporter

@@ -5,6 +5,8 @@
 #include "util/error.h"
 #include "util/progress.h"
 
+#include <spdlog/spdlog.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <filesystem>
@@ -131,6 +133,11 @@ std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarTyp
         m->decompress_ = [compressed](const std::string &name, at::ScalarType d) {
             return compressed->covers(name) ? compressed->read(name, d) : at::Tensor();
         };
+    if (compressed && compressed->has_activation_quantization()) {
+        m->activation_quant_ = [compressed, dtype](module &mod) { compressed->activation_quantization_apply(mod, dtype); };
+        spdlog::info("{}: activations{} are fake-quantized as quantization_config says", dir,
+                     compressed->kv_cache_scheme() ? " and the kv cache" : "");
+    }
 
     std::vector<std::string> missing, wrong, unexpected;
     std::set<std::string> used;
@@ -193,6 +200,9 @@ std::unique_ptr<causal_lm> causal_lm::load(const std::string &dir, at::ScalarTyp
     if (!problems.empty())
         fail("{}: checkpoint does not match config.json:{}", dir, problems);
     m->tie_weights();
+    if (m->activation_quant_)
+        for (module *mod : m->modules())
+            if (!(lazy && in_layers.count(mod))) m->activation_quant_(*mod);
     return m;
 }
 

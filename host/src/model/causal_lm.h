@@ -129,6 +129,9 @@ class causal_lm {
     // Set for compressed-tensors checkpoints: a parameter stored compressed, read back dense
     // (undefined when the parameter is stored as it is).
     std::function<at::Tensor(const std::string &, at::ScalarType)> decompress_;
+    // compressed-tensors checkpoints: gives a loaded module its stored activation / kv-cache
+    // qparams and turns their fake-quantization on (layers get them again on each onload).
+    std::function<void(module &)> activation_quant_;
     std::vector<std::shared_ptr<safetensors_file>> spilled_;  // per layer, once spilled
 };
 

@@ -68,6 +68,7 @@ void causal_lm::layer_onload(size_t i) {
         if (!source_) fail("layer {} is not in memory and the model has no checkpoint to read it from", i);
         l.walk([&](module &m) {
             for (auto &[k, t] : m.params) t = read_param(m.name() + "." + k);
+            if (activation_quant_) activation_quant_(m);
         });
     }
     resident_[i] = 1;

@@ -177,6 +177,11 @@ at::Tensor attention::forward(const std::vector<at::Tensor> &inputs) {
     k = k.transpose(1, 2);
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
+    if (fake_quant) {
+        // The kv cache stores quantized keys and values; attention reads them dequantized.
+        if (fake_quant->key) k = fake_quant->key(*this, k);
+        if (fake_quant->value) v = fake_quant->value(*this, v);
+    }
 
     // repeat_kv: each kv head serves num_heads / num_kv_heads query heads.
     const int64_t groups = num_heads / num_kv_heads;

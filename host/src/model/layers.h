@@ -19,6 +19,12 @@ struct linear_fake_quant {
     std::function<at::Tensor(const module &, const at::Tensor &)> input, weight, output;
 };
 
+// What an attention module's kv cache would hold: keys after rotary (and k_norm), values as
+// v_proj returns them, both [batch, kv_heads, seq, head_dim], before repeat_kv.
+struct attention_fake_quant {
+    std::function<at::Tensor(const module &, const at::Tensor &)> key, value;
+};
+
 class linear : public module {
   public:
     linear(int64_t in_features, int64_t out_features, bool bias);
@@ -90,6 +96,7 @@ class attention : public module {
     const int64_t head_dim;
     const int64_t sliding_window; // 0: full causal attention
     const double scaling;
+    std::shared_ptr<const attention_fake_quant> fake_quant; // null: the kv cache is not quantized
 
   protected:
     at::Tensor forward(const std::vector<at::Tensor> &inputs) override;

@@ -61,4 +61,21 @@ void forward_quantization_set(module &m, const quant_scheme *scheme) {
     lin->fake_quant = fq;
 }
 
+void forward_kv_quantization_set(module &m, const quant_args *kv) {
+    auto *attn = dynamic_cast<attention *>(&m);
+    if (attn == nullptr) fail("kv-cache quantization applies to attention modules; '{}' is a {}", m.name(), m.class_name());
+    if (kv == nullptr) {
+        attn->fake_quant.reset();
+        return;
+    }
+    // Per-tensor scales broadcast over [batch, kv_heads, seq, head_dim]; attn_head scales
+    // ([kv_heads, 1, 1]) cannot be calibrated through ABI 1.0, so nothing produces them yet.
+    if (kv->strategy != quant_strategy::tensor && !kv->is_dynamic())
+        fail("module '{}': kv-cache fake-quantization supports static strategy 'tensor' only", m.name());
+    auto fq = std::make_shared<attention_fake_quant>();
+    fq->key = activation(*kv, "k");
+    fq->value = activation(*kv, "v");
+    attn->fake_quant = fq;
+}
+
 } // namespace llmc::quant

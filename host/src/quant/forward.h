@@ -14,4 +14,8 @@ namespace llmc::quant {
 // input_global_scale when static; output activations likewise with output_*.
 void forward_quantization_set(module &m, const quant_scheme *scheme);
 
+// Turns fake-quantization of an attention module's kv cache on with `kv` (keys after rotary,
+// values; static scales from the module's k_scale / v_scale buffers), or off with nullptr.
+void forward_kv_quantization_set(module &m, const quant_args *kv);
+
 } // namespace llmc::quant

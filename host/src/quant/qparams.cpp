@@ -4,6 +4,8 @@
 #include "quant/float_formats.h"
 #include "util/error.h"
 
+#include <spdlog/spdlog.h>
+
 #include <c10/util/Half.h>
 
 #include <cmath>
@@ -333,7 +335,7 @@ at::Tensor flatten_for_calibration(const quant_args &a, const at::Tensor &x_in, 
 }
 
 std::pair<at::Tensor, at::Tensor> mse_min_max(const quant_args &args, const at::Tensor &flat,
-                                              const mse_options &o) {
+                                              const mse_options &o, const at::Tensor *importance) {
     require_validated(args);
     quant_args search = args;
     if (args.strategy == quant_strategy::tensor_group) search.scale_dtype.reset();
@@ -346,7 +348,11 @@ std::pair<at::Tensor, at::Tensor> mse_min_max(const quant_args &args, const at::
     auto best_err = at::full_like(min0, float_max(min0.scalar_type()));
     auto best_min = min0.clone(), best_max = max0.clone();
 
-    const auto steps = static_cast<int64_t>(o.maxshrink * o.grid); // Python int(): truncation
+    // Python int(): truncation. imatrix_mse runs shrink_steps + 1 candidates.
+    const auto truncated = static_cast<int64_t>(o.maxshrink * o.grid);
+    const int64_t steps = o.imatrix_grid ? std::max<int64_t>(1, truncated) + 1 : truncated;
+    if (o.imatrix_grid) best_err = at::full(min0.sizes(), float_max(at::kFloat), min0.options().dtype(at::kFloat));
+    const at::Tensor flat_f = o.imatrix_grid ? flat.to(at::kFloat) : at::Tensor();
     int no_improve = 0;
     for (int64_t i = 0; i < steps; ++i) {
         const double p = 1.0 - static_cast<double>(i) / o.grid;
@@ -354,15 +360,23 @@ std::pair<at::Tensor, at::Tensor> mse_min_max(const quant_args &args, const at::
         const auto qp = qparams_from_minmax(search, smin, smax, nullptr);
         const qparams cand{qp.scale.unsqueeze(-1), qp.zero_point.unsqueeze(-1), {}};
         const auto q = fake_quantize(token, flat, cand).to(flat.scalar_type());
-        const auto e = pow_scalar((q - flat).abs(), o.norm);
-        const auto err = at::sum(e.to(at::kFloat), at::IntArrayRef{0, -1}).to(e.scalar_type());
+        at::Tensor err;
+        if (o.imatrix_grid) {
+            // The reference: fake_quantize(...).float(), then |q - x|^norm (· importance) in fp32.
+            at::Tensor e = pow_scalar((q.to(at::kFloat) - flat_f).abs(), o.norm);
+            if (importance != nullptr) e = e * *importance;
+            err = at::sum(e, at::IntArrayRef{0, -1});
+        } else {
+            const auto e = pow_scalar((q - flat).abs(), o.norm);
+            err = at::sum(e.to(at::kFloat), at::IntArrayRef{0, -1}).to(e.scalar_type());
+        }
         const auto improved = err < best_err;
         if (improved.any().item<bool>()) {
             best_err = at::where(improved, err, best_err);
             best_min = at::where(improved, smin, best_min);
             best_max = at::where(improved, smax, best_max);
             no_improve = 0;
-        } else if (++no_improve >= o.patience) {
+        } else if (++no_improve >= o.patience && (!o.imatrix_grid || o.patience > 0)) {
             break;
         }
     }
@@ -405,11 +419,61 @@ observer::observer(const quant_args &args, observed_role role) : args_(args), ro
         d.grid = 200.0;
         d.patience = 1000;
         mse_opts_ = mse_options_from(kw, d);
+    } else if (kind_ == "imatrix_mse") {
+        mse_ = imatrix_ = true;
+        memory_ = memory::none;
+        mse_options d;
+        d.maxshrink = 0.95;
+        d.grid = 20.0;
+        d.patience = 5;
+        d.norm = 3.0;
+        d.imatrix_grid = true;
+        mse_opts_ = mse_options_from(kw, d);
+        mse_opts_.expand = 1.0; // the imatrix search has no expand
+        if (!(mse_opts_.grid > 0)) fail("imatrix_mse: grid must be > 0, got {}", mse_opts_.grid);
+        if (mse_opts_.patience < 0) fail("imatrix_mse: patience must be >= 0, got {}", mse_opts_.patience);
+        if (!(mse_opts_.maxshrink >= 0 && mse_opts_.maxshrink <= 1))
+            fail("imatrix_mse: maxshrink must be in [0, 1], got {}", mse_opts_.maxshrink);
+        if (!std::isfinite(mse_opts_.norm) || !(mse_opts_.norm > 0))
+            fail("imatrix_mse: norm must be a finite positive number, got {}", mse_opts_.norm);
+        strict_ = kw.contains("strict") && kw["strict"].is_boolean() && kw["strict"].get<bool>();
     } else {
         fail("observer '{}' is not supported (supported: memoryless_minmax, static_minmax, "
-             "minmax, memoryless_mse, mse, nvfp4_expanded_mse)",
+             "minmax, memoryless_mse, mse, nvfp4_expanded_mse, imatrix_mse)",
              kind_);
     }
+}
+
+void observer::observe_input(const at::Tensor &x) {
+    if (!imatrix_ || x.dim() < 1 || x.numel() == 0) return;
+    const at::Tensor xf = x.detach().to(at::kFloat).reshape({-1, x.size(-1)});
+    const at::Tensor sum = xf.pow(2).sum(0);
+    if (!imatrix_sum_.defined()) imatrix_sum_ = at::zeros_like(sum);
+    if (imatrix_sum_.size(0) != sum.size(0))
+        fail("imatrix_mse: inputs have {} channels, earlier ones had {}", sum.size(0), imatrix_sum_.size(0));
+    imatrix_sum_ += sum;
+    imatrix_count_ += xf.size(0);
+}
+
+at::Tensor observer::importance(int64_t in, std::string *why) const {
+    auto fallback = [&](const std::string &reason) {
+        if (strict_) fail("imatrix_mse: {}", reason);
+        if (why != nullptr) *why = reason;
+        return at::Tensor();
+    };
+    if (!imatrix_) return fallback("not an imatrix_mse observer");
+    if (role_ != observed_role::weight) return fallback("only supported for weight observers");
+    if (args_.strategy == quant_strategy::tensor) return fallback("TENSOR strategy not supported");
+    if (args_.strategy != quant_strategy::channel && args_.strategy != quant_strategy::group &&
+        args_.strategy != quant_strategy::tensor_group)
+        return fallback(fmt::format("unsupported strategy {}", to_string(*args_.strategy)));
+    if (imatrix_count_ == 0) return fallback("no calibration inputs reached the module");
+    const at::Tensor imp = imatrix_sum_ / static_cast<double>(imatrix_count_);
+    if (!at::isfinite(imp).all().item<bool>()) return fallback("contains non-finite values");
+    if ((imp < 0).any().item<bool>()) return fallback("contains negative values");
+    if ((imp == 0).all().item<bool>()) return fallback("all zeros");
+    if (imp.numel() != in) return fallback(fmt::format("size mismatch: expected {}, got {}", in, imp.numel()));
+    return imp / (imp.mean() + std::numeric_limits<float>::min());
 }
 
 observer::reduction observer::reduce_op() const {
@@ -442,7 +506,15 @@ void observer::observe(const at::Tensor &x, const at::Tensor *g_idx) {
     if (x.numel() == 0) return; // the reference skips empty values
     const auto flat = flatten_for_calibration(args_, x, role_, g_idx);
     at::Tensor mn, mx;
-    if (mse_) std::tie(mn, mx) = mse_min_max(args_, flat, mse_opts_);
+    at::Tensor imp_flat;
+    if (imatrix_ && x.dim() == 2) {
+        std::string why;
+        const at::Tensor imp = importance(x.size(1), &why);
+        if (imp.defined())
+            imp_flat = flatten_for_calibration(args_, imp.unsqueeze(0).expand({x.size(0), x.size(1)}), role_, g_idx);
+        else spdlog::warn("imatrix_mse: {}; falling back to uniform MSE", why);
+    }
+    if (mse_) std::tie(mn, mx) = mse_min_max(args_, flat, mse_opts_, imp_flat.defined() ? &imp_flat : nullptr);
     else {
         mn = at::amin(flat, {0, -1});
         mx = at::amax(flat, {0, -1});

@@ -69,6 +69,9 @@ struct mse_options {
     double grid = 100.0;
     double norm = 2.4;
     double expand = 1.0;
+    // imatrix_mse's grid: candidates i = 0 ..= max(1, int(maxshrink * grid)) (one more than
+    // memoryless_mse's), errors summed in float32, patience 0 meaning no early stop.
+    bool imatrix_grid = false;
 };
 
 // Grid search over shrink factors p = 1 - i/grid, i < int(maxshrink*grid), of the (expanded)
@@ -76,13 +79,16 @@ struct mse_options {
 // stops after `patience` steps that improve nothing. `flat` is a flatten_for_calibration output.
 // Returns (min, max) of shape qparam_shape. For tensor_group the search drops scale_dtype and
 // the global scale.
+// `importance` (imatrix_mse) has flat's shape and weighs each element's error.
 std::pair<at::Tensor, at::Tensor> mse_min_max(const quant_args &args, const at::Tensor &flat,
-                                              const mse_options &opts);
+                                              const mse_options &opts, const at::Tensor *importance = nullptr);
 
 // One observed value's statistics over calibration batches. Kinds (args.observer):
 // memoryless_minmax (latest batch), static_minmax (running min of mins / max of maxes), minmax
-// (EMA, averaging_constant 0.01), memoryless_mse, mse (MSE + EMA), nvfp4_expanded_mse. For
-// weights minmax/static_minmax run as memoryless_minmax and mse as memoryless_mse.
+// (EMA, averaging_constant 0.01), memoryless_mse, mse (MSE + EMA), nvfp4_expanded_mse,
+// imatrix_mse (weights: MSE weighted by the mean x² of each input channel, fed by
+// observe_input). For weights minmax/static_minmax run as memoryless_minmax and mse as
+// memoryless_mse.
 // tensor_group observers also track the tensor-wide range for the global scale.
 class observer {
   public:
@@ -98,6 +104,12 @@ class observer {
     reduction reduce_op() const;
 
     void observe(const at::Tensor &x, const at::Tensor *g_idx = nullptr);
+    // imatrix_mse: folds a batch of the module's inputs [..., in] into Σ x² per input channel
+    // (float32) and the token count. Other kinds ignore it.
+    void observe_input(const at::Tensor &x);
+    // The normalized importance observe() would use for a weight of `in` columns, or undefined
+    // after a fallback to uniform MSE (the reason in *why; strict=True makes it an error).
+    at::Tensor importance(int64_t in, std::string *why = nullptr) const;
     bool has_stats() const { return min_.defined(); }
     // global_scale overrides the observer's own (a fused group's shared one).
     qparams get_qparams(const at::Tensor *global_scale = nullptr) const;
@@ -124,6 +136,9 @@ class observer {
     enum class memory { none, running, moving } memory_ = memory::none;
     double averaging_constant_ = 0.01;
     mse_options mse_opts_;
+    bool imatrix_ = false, strict_ = false;
+    at::Tensor imatrix_sum_; // float32 [in]
+    int64_t imatrix_count_ = 0;
     at::Tensor min_, max_, gmin_, gmax_;
 };
 

@@ -411,6 +411,15 @@ llmc_status_t quant_observer_qparams(const llmc_host_t *, llmc_observer_t *o, DL
 
 void quant_observer_destroy(const llmc_host_t *, llmc_observer_t *o) { delete o; }
 
+llmc_status_t quant_observer_observe_input(const llmc_host_t *, llmc_observer_t *o, const DLTensor *x,
+                                           llmc_error_sink_t *err) {
+    return guard(err, [&]() -> llmc_status_t {
+        if (o == nullptr) raise(LLMC_ERR_INVALID_ARG, "observer is NULL");
+        o->impl.observe_input(from_borrowed(x, "x"));
+        return LLMC_OK;
+    });
+}
+
 llmc_status_t quant_enable(const llmc_host_t *h, int enabled, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
         modifier_instance &inst = inst_of(h);
@@ -507,7 +516,7 @@ const llmc_model_api_t model_api = {
 const llmc_quant_api_t quant_api = {
     sizeof(llmc_quant_api_t), quant_scheme_resolve,  quant_scheme_attach,    quant_scheme_get,
     quant_qparams_compute,    quant_fake_quantize,   quant_enable,           quant_observer_create,
-    quant_observer_observe,   quant_observer_qparams, quant_observer_destroy,
+    quant_observer_observe,   quant_observer_qparams, quant_observer_destroy, quant_observer_observe_input,
 };
 const llmc_replay_api_t replay_api = {sizeof(llmc_replay_api_t), replay_capture, replay_run, replay_batch_count};
 

@@ -1,5 +1,6 @@
 #include "session/session.h"
 
+#include "model/layers.h"
 #include "plugin/host_sink.h"
 #include "quant/forward.h"
 #include "session/module_match.h"
@@ -210,11 +211,17 @@ void session::quantization_enable(size_t owner, bool on) {
         // The module object, not its weights: a released layer stays released (the forward reads
         // the qparam buffers when it runs, after the layer is back).
         module &m = module_at(static_cast<size_t>(module_index(kv.first)));
-        // The forward pass fake-quantizes Linear modules; an attention module's scheme (kv cache)
-        // is recorded for the exporter only.
-        if (m.class_name() != "Linear") continue;
+        // Linear modules fake-quantize weights and activations; an attention module's scheme
+        // carries the kv-cache args as its input activations (as the exporter reads it).
+        const bool attn = dynamic_cast<attention *>(&m) != nullptr;
+        if (m.class_name() != "Linear" && !attn) continue;
         const quant::quant_scheme scheme = quant::scheme_from_json(nlohmann::json::parse(kv.second.json), kv.first);
-        quant::forward_quantization_set(m, on ? &scheme : nullptr);
+        if (attn) {
+            const quant::quant_args *kv_args = scheme.input_activations ? &*scheme.input_activations : nullptr;
+            quant::forward_kv_quantization_set(m, on ? kv_args : nullptr);
+        } else {
+            quant::forward_quantization_set(m, on ? &scheme : nullptr);
+        }
     }
 }
 

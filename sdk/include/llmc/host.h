@@ -187,6 +187,15 @@ typedef struct llmc_quant_api {
                                       DLManagedTensor **zero_point, DLManagedTensor **global_scale,
                                       llmc_error_sink_t *err);
     void (*observer_destroy)(const llmc_host_t *host, llmc_observer_t *observer);
+
+    /* ---- since ABI 1.1 (check with LLMC_HAS_FIELD(host->quant, llmc_quant_api_t, ...)) ---- */
+
+    /* Folds one batch of the observed module's input activations ([..., in_features], borrowed
+     * for the call) into an imatrix_mse weight observer: per input channel Σ x² in float32 and
+     * the token count, whose mean (normalized to mean 1) weighs the weight's rounding error.
+     * Other observer kinds ignore it and return LLMC_OK. [thread-safe for distinct observers] */
+    llmc_status_t (*observer_observe_input)(const llmc_host_t *host, llmc_observer_t *observer, const DLTensor *x,
+                                            llmc_error_sink_t *err);
 } llmc_quant_api_t;
 
 /* ---- replay: re-run a module of the current layer on its cached calibration inputs -------- */

@@ -62,6 +62,14 @@ class observer {
         error_sink e;
         e.check(h_->quant->observer_observe(h_, o_, &x, e.get()), "observe");
     }
+    // imatrix_mse: the module's inputs weigh the weight's error (ABI 1.1; a 1.0 host lacks it).
+    void observe_input(const DLTensor &x) {
+        if (!LLMC_HAS_FIELD(h_->quant, llmc_quant_api_t, observer_observe_input) ||
+            h_->quant->observer_observe_input == nullptr)
+            throw status_error(LLMC_ERR_UNSUPPORTED, "this host has no observer_observe_input (ABI < 1.1)");
+        error_sink e;
+        e.check(h_->quant->observer_observe_input(h_, o_, &x, e.get()), "observe input");
+    }
     qparams_result qparams() const {
         DLManagedTensor *s = nullptr, *z = nullptr, *g = nullptr;
         error_sink e;
