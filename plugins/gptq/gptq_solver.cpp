@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <dlfcn.h>
 #include <cstring>
 #include <vector>
 
@@ -109,9 +110,10 @@ at::Tensor from_sweep_order(const at::Tensor &W, const hessian_factor &f) {
 namespace {
 
 // One block of columns [i1, i1 + n) for rows [rb, re): the column loop of the reference with
-// the in-block update W1[:, i:] -= err ⊗ U[i, i:] fused into one pass per row.
-void sweep_rows(float *W, int64_t c, int64_t i1, int64_t n, int64_t rb, int64_t re, const float *Ub, float *err,
-                double *loss, const column_fn &fq) {
+// the in-block update W1[:, i:] -= err ⊗ U[i, i:] fused into one pass per row. Ub is the
+// block's diagonal part of U (rows ldu apart); err gets the task's rows, [re - rb, n].
+void sweep_rows(float *W, int64_t c, int64_t i1, int64_t n, int64_t rb, int64_t re, const float *Ub, int64_t ldu,
+                float *err, double *loss, const column_fn &fq) {
     const int64_t R = re - rb;
     std::vector<float> w1(static_cast<size_t>(R * n));
     for (int64_t r = 0; r < R; ++r) std::memcpy(&w1[r * n], W + (rb + r) * c + i1, sizeof(float) * n);
@@ -121,20 +123,40 @@ void sweep_rows(float *W, int64_t c, int64_t i1, int64_t n, int64_t rb, int64_t 
         for (int64_t r = 0; r < R; ++r) col[r] = w1[r * n + i];
         const at::Tensor q = fq(column, i1 + i, rb).to(at::kFloat).contiguous();
         const float *qv = q.data_ptr<float>();
-        const float *u = Ub + i * n;
+        const float *u = Ub + i * ldu;
         const float d = u[i];
         for (int64_t r = 0; r < R; ++r) {
             float *row = &w1[r * n];
             const float diff = col[r] - qv[r];
             loss[rb + r] += static_cast<double>(diff * diff / (d * d));
             const float e = diff / d;
-            err[(rb + r) * n + i] = e;
+            err[r * n + i] = e;
             row[i] = qv[r];
             for (int64_t j = i + 1; j < n; ++j) row[j] -= e * u[j];
         }
     }
     for (int64_t r = 0; r < R; ++r) std::memcpy(W + (rb + r) * c + i1, &w1[r * n], sizeof(float) * n);
 }
+
+// OpenBLAS's thread count, when the process's BLAS is OpenBLAS: looked up at run time, as these
+// are not part of the BLAS interface.
+struct openblas_threads {
+    int (*get)() = nullptr;
+    void (*set)(int) = nullptr;
+    openblas_threads() {
+        get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+        set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+        if (get == nullptr || set == nullptr) get = nullptr, set = nullptr;
+    }
+};
+
+// Sets OpenBLAS to one thread for its lifetime.
+struct single_threaded_blas {
+    const openblas_threads &t;
+    int saved;
+    explicit single_threaded_blas(const openblas_threads &t) : t(t), saved(t.get()) { t.set(1); }
+    ~single_threaded_blas() { t.set(saved); }
+};
 
 } // namespace
 
@@ -145,20 +167,44 @@ double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const s
     // One task per thread, but not so small that starting threads costs more than the work.
     const int64_t task =
         opt.rows_per_task > 0 ? opt.rows_per_task : std::max<int64_t>(256, (r + threads - 1) / threads);
+    const int64_t tasks = (r + task - 1) / task;
     std::vector<double> losses(static_cast<size_t>(r), 0.0);
     float *Wp = W.data_ptr<float>();
-    for (int64_t i1 = 0; i1 < c; i1 += B) {
-        const int64_t i2 = std::min(i1 + B, c), n = i2 - i1;
-        const at::Tensor Ub = hinv.slice(0, i1, i2).slice(1, i1, i2).contiguous();
-        at::Tensor Err = at::empty({r, n}, at::kFloat);
-        const float *ub = Ub.data_ptr<float>();
-        float *err = Err.data_ptr<float>();
-        at::parallel_for(0, (r + task - 1) / task, 1, [&](int64_t t0, int64_t t1) {
-            for (int64_t t = t0; t < t1; ++t)
-                sweep_rows(Wp, c, i1, n, t * task, std::min(r, (t + 1) * task), ub, err, losses.data(), fq);
+    const at::Tensor U = hinv.to(at::kFloat).contiguous();
+    const float *up = U.data_ptr<float>();
+
+    static const openblas_threads blas;
+    if (opt.whole_rows && blas.set != nullptr && tasks > 1 && threads > 1) {
+        // Rows never interact: each task sweeps all blocks for its rows, its lazy update a
+        // single-threaded GEMM on those rows. No barrier per block, and no idle BLAS threads
+        // spinning against the row tasks.
+        const single_threaded_blas one(blas);
+        at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                const int64_t rb = t * task, re = std::min(r, (t + 1) * task);
+                at::Tensor Err = at::empty({re - rb, B}, at::kFloat);
+                at::Tensor Wt = W.slice(0, rb, re);
+                for (int64_t i1 = 0; i1 < c; i1 += B) {
+                    const int64_t i2 = std::min(i1 + B, c), n = i2 - i1;
+                    const at::Tensor E = n == B ? Err : at::empty({re - rb, n}, at::kFloat);
+                    sweep_rows(Wp, c, i1, n, rb, re, up + i1 * c + i1, c, E.data_ptr<float>(), losses.data(), fq);
+                    if (i2 < c) Wt.slice(1, i2).addmm_(E, U.slice(0, i1, i2).slice(1, i2), 1.0, -1.0);
+                }
+            }
         });
-        // Lazy batch update of the later columns: one GEMM, all threads.
-        if (i2 < c) W.slice(1, i2).addmm_(Err, hinv.slice(0, i1, i2).slice(1, i2), 1.0, -1.0);
+    } else {
+        for (int64_t i1 = 0; i1 < c; i1 += B) {
+            const int64_t i2 = std::min(i1 + B, c), n = i2 - i1;
+            at::Tensor Err = at::empty({r, n}, at::kFloat);
+            float *err = Err.data_ptr<float>();
+            at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+                for (int64_t t = t0; t < t1; ++t)
+                    sweep_rows(Wp, c, i1, n, t * task, std::min(r, (t + 1) * task), up + i1 * c + i1, c,
+                               err + t * task * n, losses.data(), fq);
+            });
+            // Lazy batch update of the later columns: one GEMM, all threads.
+            if (i2 < c) W.slice(1, i2).addmm_(Err, U.slice(0, i1, i2).slice(1, i2), 1.0, -1.0);
+        }
     }
     double loss = 0;
     for (double l : losses) loss += l;

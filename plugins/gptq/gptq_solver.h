@@ -46,12 +46,16 @@ struct sweep_options {
     int64_t block_size = 128;
     // Row tasks run in parallel (rows are independent given the factor); 0 = one per thread.
     int64_t rows_per_task = 0;
+    // Each task sweeps all blocks for its rows, with single-threaded GEMMs (OpenBLAS only);
+    // false: tasks per block, then one GEMM on all threads. Same results either way.
+    bool whole_rows = true;
 };
 
 // Step 9: W (fp32 [r, c] contiguous, sweep order, dead columns zeroed) is replaced by its
-// quantized values. Returns the loss Σ (w - q)² / d² / 2. Each block's columns are processed
-// row task by row task in native loops (the in-block updates touch only that task's rows); the
-// lazy update of the later columns is one GEMM per block, as in the reference.
+// quantized values. Returns the loss Σ (w - q)² / d² / 2. Rows are split into tasks that run in
+// parallel; a block's columns are processed in native loops (the in-block updates touch only
+// the task's rows) and the lazy update of the later columns is a GEMM per block, as in the
+// reference (see sweep_options::whole_rows). Bit for bit the reference's results.
 double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const sweep_options &opt = {});
 
 // The same step written as the reference writes it, one small tensor op after another per

@@ -3,6 +3,8 @@
 // Built with the plugin's core library (plugins/gptq/CMakeLists.txt).
 #include "gptq_solver.h"
 
+#include <ATen/Parallel.h>
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -78,17 +80,24 @@ TEST(GptqSolver, NativeSweepMatchesReferenceBitForBit) {
     const llmc_gptq::column_fn fq = [&](const at::Tensor &col, int64_t, int64_t rb) {
         return round_column(col, scale, rb);
     };
+    const int threads = at::get_num_threads();
+    at::set_num_threads(2); // both task layouts need more than one thread
     for (auto method : {llmc_gptq::factor_method::reversed_cholesky, llmc_gptq::factor_method::inverse_cholesky}) {
         const auto f = llmc_gptq::factor_hessian(H.clone(), true, 0.01, method);
-        at::Tensor W = llmc_gptq::to_sweep_order(at::randn({rows, cols}) * 0.02, f);
-        llmc_gptq::zero_dead(W, f);
-        at::Tensor Wr = W.clone();
-        llmc_gptq::sweep_options opt;
-        opt.block_size = 64;
-        opt.rows_per_task = 70;
-        const double loss = llmc_gptq::sweep(W, f.hinv, fq, opt);
+        at::Tensor W0 = llmc_gptq::to_sweep_order(at::randn({rows, cols}) * 0.02, f);
+        llmc_gptq::zero_dead(W0, f);
+        at::Tensor Wr = W0.clone();
         const double loss_ref = llmc_gptq::sweep_reference(Wr, f.hinv, fq, 64);
-        EXPECT_TRUE(at::equal(W, Wr));
-        EXPECT_NEAR(loss, loss_ref, 1e-6 * std::abs(loss_ref)); // the reference sums in float
+        for (bool whole_rows : {true, false}) {
+            at::Tensor W = W0.clone();
+            llmc_gptq::sweep_options opt;
+            opt.block_size = 64;
+            opt.rows_per_task = 70;
+            opt.whole_rows = whole_rows;
+            const double loss = llmc_gptq::sweep(W, f.hinv, fq, opt);
+            EXPECT_TRUE(at::equal(W, Wr)) << "whole_rows " << whole_rows;
+            EXPECT_NEAR(loss, loss_ref, 1e-6 * std::abs(loss_ref)); // the reference sums in float
+        }
     }
+    at::set_num_threads(threads);
 }
