@@ -5,6 +5,7 @@
 // with its group's qparams and the error spread over the later columns. The fake-quantized
 // weight and the qparam buffers go back through tensor_set.
 #include "../common/activation_calibration.hpp"
+#include "../common/imatrix_inputs.hpp"
 #include "../common/weight_qparams.hpp"
 #include "gptq_solver.h"
 #include "hessian.h"
@@ -122,6 +123,7 @@ class gptq_modifier : public llmc::sdk::modifier {
 
     void on_calibration_start(const llmc::sdk::event &) override {
         if (mixin_.has_config()) activations_.start(*this, mixin_);
+        imatrix_.start(*this, mixin_);
         for (const auto &m : mixin_.modules()) {
             const json *s = mixin_.scheme_of(m);
             if (!present(*s, "weights")) continue;
@@ -150,6 +152,7 @@ class gptq_modifier : public llmc::sdk::modifier {
         for (uint64_t id : hooks_) host().hook_remove(id);
         hooks_.clear();
         compress(pool_.modules()); // calibrated but in no subgraph's list
+        imatrix_.finish(host());
         if (pool_.updates() > 0)
             host().info("Hessian updates: " + std::to_string(pool_.updates()) + " done, " +
                         std::to_string(pool_.updates_saved()) + " saved by sharing inputs");
@@ -165,7 +168,8 @@ class gptq_modifier : public llmc::sdk::modifier {
         for (const auto &m : todo) columns.emplace_back(m, llmc::sdk::tensor_get(host(), m, "weight").size(1));
         mixin_.check_divisible(columns);
         // Qparams once, from the original weights, before any of them changes.
-        const auto qparams = observe_weights(host(), todo, [&](const std::string &m) { return &weight_args(m); });
+        const auto qparams = observe_weights(host(), todo, [&](const std::string &m) { return &weight_args(m); },
+                                             [&](const std::string &m) { return imatrix_.observer_of(m); });
         keep_partner_originals(todo);
         for (size_t i = 0; i < todo.size(); ++i) {
             host().check_cancelled();
@@ -254,6 +258,9 @@ class gptq_modifier : public llmc::sdk::modifier {
     // tensor_group module keeps its partners' global scale: observed beside their original
     // weights, whose overall range the permutation does not change.
     weight_qparams observe_permuted(const std::string &m, const json &args, const at::Tensor &W) {
+        if (args.value("observer", json()) == json("imatrix_mse"))
+            host().warn(m + ": imatrix_mse with actorder group: the permuted weight is observed with uniform MSE "
+                            "(the input importance is in the original column order)");
         const std::string key = strategy_of(args) == "tensor_group" ? fused_key(m) : "";
         std::vector<at::Tensor> parts{W};
         for (const auto &[name, w] : originals_)
@@ -281,6 +288,7 @@ class gptq_modifier : public llmc::sdk::modifier {
 
     quantization_mixin mixin_;
     activation_calibration activations_;
+    imatrix_inputs imatrix_; // imatrix_mse weight observers and their input statistics
     llmc_gptq::hessian_pool pool_;
     std::map<std::pair<const void *, bool>, std::shared_ptr<llmc_gptq::hessian_factor>> factors_;
     std::map<std::string, at::Tensor> originals_;

@@ -186,10 +186,18 @@ TEST_F(quantization_e2e, imatrix_mse_weighs_rounding_by_input_energy) {
     std::string log;
     run("imatrix-nodata", scheme("imatrix_mse"), false, test::stories_dir(), 1, &log);
     EXPECT_NE(log.find("needs calibration data"), std::string::npos) << log;
-    const std::string imatrix = run("imatrix", scheme("imatrix_mse"), true);
+    std::string imatrix_log;
+    const std::string imatrix = run("imatrix", scheme("imatrix_mse"), true, test::stories_dir(), 0, &imatrix_log);
+    EXPECT_EQ(imatrix_log.find("falling back to uniform MSE"), std::string::npos) << imatrix_log;
     const std::string minmax = run("imatrix-minmax", scheme("minmax"), false);
     const std::string mse = run("imatrix-mse", scheme("mse"), false);
     EXPECT_EQ(quant_config(imatrix)["config_groups"]["group_0"]["weights"]["observer"], "imatrix_mse");
+    // GPTQ feeds its imatrix observers too: no module falls back to uniform MSE.
+    std::string gptq_log;
+    const std::string gptq = run("imatrix-gptq", "    GPTQModifier:\n" + scheme("imatrix_mse").substr(26), true,
+                                 test::stories_dir(), 0, &gptq_log);
+    EXPECT_EQ(gptq_log.find("falling back to uniform MSE"), std::string::npos) << gptq_log;
+    EXPECT_LT(perplexity(gptq), data_.base_ppl * 3);
     const double p_imatrix = perplexity(imatrix), p_minmax = perplexity(minmax), p_mse = perplexity(mse);
     std::printf("int3 channel held-out perplexity: base %.4f, minmax %.4f, mse %.4f, imatrix_mse %.4f\n",
                 data_.base_ppl, p_minmax, p_mse, p_imatrix);
