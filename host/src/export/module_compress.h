@@ -8,10 +8,18 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace llmc::exporter {
+
+// Fused fast paths (quantize and pack in one pass) are on by default and write the same bytes as
+// the generic path; tests switch them off to compare the two.
+void set_fast_paths(bool on);
+bool fast_paths_enabled();
+// How many weights the fused path wrote (so tests know it ran).
+uint64_t fast_paths_used();
 
 // Qparam buffer names compressed-tensors registers: "<base>_scale", "_zero_point",
 // "_global_scale", "_g_idx" for base weight/input/output, plus the attention's q/k/v scales.

@@ -590,11 +590,26 @@ void safetensors_writer::finish() {
             write_le64(out, text.size());
             if (std::fwrite(text.data(), 1, text.size(), out) != text.size())
                 fail("cannot write header: {}", errno_text());
-            std::vector<char> buf(1 << 20);
-            size_t got;
-            while (ok && (got = std::fread(buf.data(), 1, buf.size(), in)) > 0)
-                ok = std::fwrite(buf.data(), 1, got, out) == got;
-            ok = ok && !std::ferror(in);
+            ok = ok && std::fflush(out) == 0;
+            // The data follows the header: copied inside the kernel (no trip through a user
+            // buffer; a reflink where the file system can), read and written as a fallback.
+            uint64_t done = 0;
+            while (ok && done < data_bytes_) {
+                const ssize_t n = ::copy_file_range(::fileno(in), nullptr, ::fileno(out), nullptr,
+                                                    static_cast<size_t>(std::min<uint64_t>(data_bytes_ - done, 1ull << 30)), 0);
+                if (n <= 0)
+                    break;
+                done += static_cast<uint64_t>(n);
+            }
+            if (ok && done < data_bytes_) {
+                ok = ::lseek(::fileno(in), static_cast<off_t>(done), SEEK_SET) >= 0 &&
+                     ::lseek(::fileno(out), static_cast<off_t>(8 + text.size() + done), SEEK_SET) >= 0;
+                std::vector<char> buf(1 << 20);
+                ssize_t got = 0;
+                while (ok && (got = ::read(::fileno(in), buf.data(), buf.size())) > 0)
+                    ok = ::write(::fileno(out), buf.data(), static_cast<size_t>(got)) == got;
+                ok = ok && got == 0;
+            }
         } catch (const error &e) {
             ok = false;
         }

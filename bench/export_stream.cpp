@@ -1,0 +1,248 @@
+// Data-free W4A16 export throughput: llmc-host with the in-tree QuantizationModifier on a random
+// bf16 Qwen2-0.5B-shaped model (tied embeddings, ~494M parameters, ~1 GB), against the baseline
+// of reading every input tensor's bytes once and writing the packed result's byte count once,
+// both measured in the same run and both page-cache warm (the checkpoint is read once before
+// any timing; a cold cache cannot be forced without root). llmc does not fsync, so neither does
+// the baseline. Prints GB/s of input (1 GB = 1e9 bytes), the ratio llmc/baseline and llmc's peak
+// RSS; each side runs --runs times and the median is reported.
+//   bench-export-stream [--work DIR] [--runs N] [--dtype bfloat16|float32] [--threads N]
+#include "io/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct child_result {
+    bool ok = false;
+    double seconds = 0;
+    double peak_rss_mib = 0;
+};
+
+// Runs argv with stdout and stderr to `log`; wall time and peak RSS of the child.
+child_result run_child(const std::vector<std::string> &args, const std::string &log) {
+    const double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        std::vector<char *> argv;
+        for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+        argv.push_back(nullptr);
+        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru {};
+    wait4(pid, &status, 0, &ru);
+    child_result r;
+    r.seconds = now_s() - t0;
+    r.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    r.peak_rss_mib = ru.ru_maxrss / 1024.0; // kilobytes on Linux
+    return r;
+}
+
+uint64_t safetensors_bytes(const fs::path &d) {
+    uint64_t n = 0;
+    for (const auto &e : fs::directory_iterator(d))
+        if (e.is_regular_file() && e.path().extension() == ".safetensors") n += e.file_size();
+    return n;
+}
+
+std::vector<fs::path> safetensors_files(const fs::path &d) {
+    std::vector<fs::path> out;
+    for (const auto &e : fs::directory_iterator(d))
+        if (e.is_regular_file() && e.path().extension() == ".safetensors") out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// Qwen2-0.5B's shapes, random bf16 weights, tied embeddings. llmc-make-model writes untied
+// models, so the checkpoint is rewritten without lm_head.weight and config.json says tied.
+bool make_model(const fs::path &dir) {
+    if (fs::exists(dir / "model.safetensors") && fs::exists(dir / "config.json")) return true;
+    const fs::path tmp = dir.string() + ".tmp";
+    fs::remove_all(tmp);
+    std::printf("creating the model in %s (once)...\n", dir.c_str());
+    std::fflush(stdout);
+    const std::string cmd = std::string(LLMC_MAKE_MODEL_EXE) +
+                            " --family qwen2 --layers 24 --hidden 896 --intermediate 4864 --heads 14 --kv-heads 2"
+                            " --vocab 151936 --context 32768 --dtype bfloat16 --output " +
+                            tmp.string() + " > /dev/null";
+    if (std::system(cmd.c_str()) != 0) return false;
+    {
+        llmc::safetensors_file in((tmp / "model.safetensors").string());
+        llmc::safetensors_writer out((tmp / "tied.safetensors").string());
+        for (const auto &n : in.names()) {
+            if (n == "lm_head.weight") continue;
+            const auto &i = in.info(n);
+            const auto b = in.raw(n);
+            out.add_raw(n, i.dtype, i.shape, b.data, b.size);
+        }
+        out.finish();
+    }
+    fs::rename(tmp / "tied.safetensors", tmp / "model.safetensors");
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(tmp / "config.json"));
+    cfg["tie_word_embeddings"] = true;
+    std::ofstream(tmp / "config.json") << cfg.dump(2) << "\n";
+    fs::rename(tmp, dir);
+    return true;
+}
+
+// Every tensor's bytes once, in file order, through a reusable buffer (what any loader must do).
+uint64_t read_inputs(const fs::path &model, std::vector<char> &buf) {
+    uint64_t total = 0;
+    for (const auto &p : safetensors_files(model)) {
+        llmc::safetensors_file f(p.string());
+        int fd = ::open(p.c_str(), O_RDONLY);
+        if (fd < 0) return 0;
+        for (const auto &n : f.names()) {
+            const auto &i = f.info(n);
+            uint64_t off = f.data_offset() + i.begin, left = i.nbytes();
+            while (left > 0) {
+                const ssize_t got = ::pread(fd, buf.data(), std::min<uint64_t>(left, buf.size()), off);
+                if (got <= 0) {
+                    ::close(fd);
+                    return 0;
+                }
+                off += got;
+                left -= got;
+                total += got;
+            }
+        }
+        ::close(fd);
+    }
+    return total;
+}
+
+// `bytes` written once to a new file, no fsync (llmc does not fsync either).
+bool write_output(const fs::path &path, uint64_t bytes, const std::vector<char> &buf) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return false;
+    while (bytes > 0) {
+        const ssize_t put = ::write(fd, buf.data(), std::min<uint64_t>(bytes, buf.size()));
+        if (put <= 0) {
+            ::close(fd);
+            return false;
+        }
+        bytes -= put;
+    }
+    return ::close(fd) == 0;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    fs::path work = fs::temp_directory_path() / "llmc-bench-export-stream";
+    int runs = 3, threads = 0;
+    std::string dtype = "bfloat16";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string k = argv[i];
+        if (k == "--work") work = argv[i + 1];
+        else if (k == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
+        else if (k == "--dtype") dtype = argv[i + 1];
+        else if (k == "--threads") threads = std::atoi(argv[i + 1]);
+        else {
+            std::fprintf(stderr, "usage: bench-export-stream [--work DIR] [--runs N] [--dtype D] [--threads N]\n");
+            return 2;
+        }
+    }
+    fs::create_directories(work);
+    const fs::path model = work / "qwen2-0.5b-bf16";
+    if (!make_model(model)) {
+        std::fprintf(stderr, "cannot create the model\n");
+        return 1;
+    }
+    std::ofstream(work / "recipe.yaml") << "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n"
+                                           "      targets: [Linear]\n      scheme: W4A16\n      ignore: [lm_head]\n";
+    const fs::path out_dir = work / "out";
+    fs::create_directories(out_dir);
+
+    std::vector<char> buf(8 << 20, 1);
+    uint64_t params = 0;
+    for (const auto &p : safetensors_files(model)) {
+        llmc::safetensors_file f(p.string());
+        for (const auto &n : f.names()) params += static_cast<uint64_t>(f.info(n).numel());
+    }
+    const uint64_t input = read_inputs(model, buf); // warms the page cache for both sides
+    if (input == 0) return 1;
+
+    std::vector<std::string> args = {LLMC_HOST_EXE, "--plugins", LLMC_PLUGIN_DIR, "--recipe",
+                                     (work / "recipe.yaml").string(), "--model", model.string(), "--output",
+                                     (out_dir / "llmc").string(), "--pipeline", "datafree", "--dtype", dtype,
+                                     "--log-level", "info"};
+    if (threads > 0) {
+        args.push_back("--threads");
+        args.push_back(std::to_string(threads));
+    }
+    const std::string log = (work / "llmc-host.log").string();
+    std::vector<double> base_s, llmc_s, rss;
+    uint64_t output = 0;
+    nlohmann::json phases;
+    for (int r = 0; r < runs; ++r) {
+        fs::remove_all(out_dir / "llmc");
+        const child_result c = run_child(args, log);
+        if (!c.ok) {
+            std::fprintf(stderr, "llmc-host failed; see %s\n", log.c_str());
+            return 1;
+        }
+        llmc_s.push_back(c.seconds);
+        rss.push_back(c.peak_rss_mib);
+        output = safetensors_bytes(out_dir / "llmc");
+        phases = nlohmann::json::parse(std::ifstream(out_dir / "llmc" / "run_report.json"))["phases_s"];
+        fs::remove_all(out_dir / "llmc"); // its dirty pages must not slow the baseline's writes
+
+        const fs::path bfile = out_dir / "baseline.safetensors";
+        const double t0 = now_s();
+        const uint64_t got = read_inputs(model, buf);
+        const bool wrote = write_output(bfile, output, buf);
+        base_s.push_back(now_s() - t0);
+        fs::remove(bfile);
+        if (got != input || !wrote) {
+            std::fprintf(stderr, "baseline I/O failed\n");
+            return 1;
+        }
+    }
+    const double b = median(base_s), l = median(llmc_s);
+    std::printf("model: qwen2 0.5B shape, %.1fM parameters, bf16, tied; recipe W4A16 (Linear, ignore lm_head); "
+                "llmc --pipeline datafree --dtype %s%s\n",
+                params / 1e6, dtype.c_str(), threads > 0 ? (" --threads " + std::to_string(threads)).c_str() : "");
+    std::printf("input %.3f GB, packed output %.3f GB; page cache warm; median of %d runs\n", input / 1e9,
+                output / 1e9, runs);
+    std::printf("%-10s %10s %12s %14s\n", "", "seconds", "GB/s input", "peak RSS MiB");
+    std::printf("%-10s %10.2f %12.3f %14s\n", "baseline", b, input / 1e9 / b, "-");
+    std::printf("%-10s %10.2f %12.3f %14.0f\n", "llmc", l, input / 1e9 / l, median(rss));
+    std::printf("ratio llmc/baseline (throughput): %.3f\n", b / l);
+    std::printf("llmc phases of the last run (s): %s\n", phases.dump().c_str());
+    std::printf("all runs (s): baseline");
+    for (double s : base_s) std::printf(" %.2f", s);
+    std::printf("; llmc");
+    for (double s : llmc_s) std::printf(" %.2f", s);
+    std::printf("\n");
+    return 0;
+}

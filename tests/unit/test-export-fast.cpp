@@ -1,0 +1,119 @@
+// The exporter's fused quantize-and-pack path must write exactly the bytes of the generic path
+// (quant::quantize, then quant::pack_int32): weights in every float dtype, strategies tensor,
+// channel and group, symmetric and asymmetric, 2 to 8 bits, scales in the weight's dtype or
+// another, values on rounding boundaries.
+#include "export/formats.h"
+#include "export/module_compress.h"
+#include "quant/args.h"
+#include "quant/qparams.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+using namespace llmc;
+
+namespace {
+
+uint64_t fast_taken = 0;
+
+std::vector<saved_tensor> compress(const quant::quant_scheme &scheme, const std::vector<saved_tensor> &in,
+                                   at::ScalarType dtype, bool fast) {
+    exporter::set_fast_paths(fast);
+    const uint64_t before = exporter::fast_paths_used();
+    auto out = exporter::compress_module("m", scheme, exporter::fmt_name::pack_quantized, in, dtype);
+    fast_taken += exporter::fast_paths_used() - before;
+    exporter::set_fast_paths(true);
+    return out;
+}
+
+void expect_same(const std::vector<saved_tensor> &a, const std::vector<saved_tensor> &b, const std::string &what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].name, b[i].name) << what;
+        EXPECT_EQ(a[i].dtype, b[i].dtype) << what;
+        ASSERT_EQ(a[i].tensor.scalar_type(), b[i].tensor.scalar_type()) << what << " " << a[i].name;
+        EXPECT_TRUE(at::equal(a[i].tensor, b[i].tensor)) << what << " " << a[i].name;
+    }
+}
+
+// Weights with a spread of magnitudes per row, exact zeros and values that land on .5 after
+// division by their scale (ties of the rounding).
+at::Tensor weight(int64_t rows, int64_t cols, at::ScalarType dtype, uint64_t seed) {
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Tensor w = at::empty({rows, cols}, at::kFloat).normal_(0.0, 0.02, gen);
+    w *= at::empty({rows, 1}, at::kFloat).uniform_(0.1, 10.0, gen);
+    w.index_put_({0}, 0.0);                                  // an all-zero row: scale eps
+    w.index_put_({1 % rows, at::indexing::Slice(0, cols / 2)}, 0.0);
+    return w.to(dtype);
+}
+
+} // namespace
+
+TEST(export_fast, pack_quantized_matches_the_generic_path) {
+    int cases = 0;
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
+        for (const char *strategy : {"group", "channel", "tensor"}) {
+            for (bool symmetric : {true, false}) {
+                for (int bits : {4, 8, 2, 3}) {
+                    for (int64_t group : {int64_t(128), int64_t(32)}) {
+                        if (std::string(strategy) != "group" && group != 128) continue;
+                        quant::quant_args a;
+                        a.num_bits = bits;
+                        a.symmetric = symmetric;
+                        a.strategy = std::string(strategy) == "group"     ? quant::quant_strategy::group
+                                     : std::string(strategy) == "channel" ? quant::quant_strategy::channel
+                                                                          : quant::quant_strategy::tensor;
+                        if (std::string(strategy) == "group") a.group_size = static_cast<int>(group);
+                        a = quant::make_args(a);
+                        quant::quant_scheme scheme;
+                        scheme.targets = {"Linear"};
+                        scheme.weights = a;
+                        const int64_t rows = 37, cols = 256;
+                        const at::Tensor w = weight(rows, cols, dtype, 1000 + cases);
+                        quant::qparams qp = quant::qparams_observe(a, w);
+                        // The plugins store scales in the weight's dtype; other dtypes are promoted.
+                        for (at::ScalarType sdt : {dtype, at::kFloat}) {
+                            std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale.to(sdt), ""}};
+                            if (!symmetric) in.push_back({"weight_zero_point", qp.zero_point, ""});
+                            const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " " +
+                                                     (symmetric ? "sym" : "asym") + " b" + std::to_string(bits) +
+                                                     " g" + std::to_string(group) + " scale " + c10::toString(sdt);
+                            expect_same(compress(scheme, in, dtype, true), compress(scheme, in, dtype, false), what);
+                            // Scaled so many quotients are exact ties: x = (k + 0.5) * s.
+                            at::Tensor s = qp.scale.to(sdt).to(at::kFloat);
+                            if (s.dim() == 2 && std::string(strategy) == "group")
+                                s = s.repeat_interleave(group, 1);
+                            at::Tensor ties = ((at::arange(cols, at::kFloat) % 15) - 7.5).expand({rows, cols}) * s;
+                            in[0].tensor = ties.to(dtype);
+                            expect_same(compress(scheme, in, dtype, true), compress(scheme, in, dtype, false),
+                                        what + " ties");
+                            ++cases;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_GT(cases, 100);
+    EXPECT_EQ(fast_taken, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
+}
+
+TEST(export_fast, nan_weights_take_the_generic_path) {
+    quant::quant_args a;
+    a.num_bits = 4;
+    a.strategy = quant::quant_strategy::group;
+    a.group_size = 32;
+    a = quant::make_args(a);
+    quant::quant_scheme scheme;
+    scheme.weights = a;
+    at::Tensor w = weight(4, 64, at::kBFloat16, 7);
+    const quant::qparams qp = quant::qparams_observe(a, w);
+    w.index_put_({2, 5}, std::numeric_limits<float>::quiet_NaN());
+    std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+    const uint64_t before = fast_taken;
+    expect_same(compress(scheme, in, at::kBFloat16, true), compress(scheme, in, at::kBFloat16, false), "nan");
+    EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path";
+}
