@@ -3,7 +3,7 @@
 // of reading every input tensor's bytes once and writing the packed result's byte count once,
 // both measured in the same run and both page-cache warm (the checkpoint is read once before
 // any timing; a cold cache cannot be forced without root). llmc does not fsync, so neither does
-// the baseline. Prints GB/s of input (1 GB = 1e9 bytes), the ratio llmc/baseline and llmc's peak
+// the baseline; sync() runs before each timed side so neither waits on the other's writeback. Prints GB/s of input (1 GB = 1e9 bytes), the ratio llmc/baseline and llmc's peak
 // RSS; each side runs --runs times and the median is reported.
 //   bench-export-stream [--work DIR] [--runs N] [--dtype bfloat16|float32] [--threads N]
 #include "io/safetensors.h"
@@ -206,6 +206,7 @@ int main(int argc, char **argv) {
     nlohmann::json phases;
     for (int r = 0; r < runs; ++r) {
         fs::remove_all(out_dir / "llmc");
+        ::sync(); // neither side waits on the other's writeback
         const child_result c = run_child(args, log);
         if (!c.ok) {
             std::fprintf(stderr, "llmc-host failed; see %s\n", log.c_str());
@@ -218,6 +219,7 @@ int main(int argc, char **argv) {
         fs::remove_all(out_dir / "llmc"); // its dirty pages must not slow the baseline's writes
 
         const fs::path bfile = out_dir / "baseline.safetensors";
+        ::sync();
         const double t0 = now_s();
         const uint64_t got = read_inputs(model, buf);
         const bool wrote = write_output(bfile, output, buf);
