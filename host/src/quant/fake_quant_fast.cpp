@@ -1,5 +1,7 @@
 #include "quant/fake_quant_fast.h"
 
+#include "quant/float_round.h"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -8,10 +10,6 @@
 namespace llmc::quant {
 
 namespace {
-
-// Rounds a float to T and back, as an ATen op whose result is in T does.
-template <class T> inline float round_to(float v) { return static_cast<float>(T(v)); }
-template <> inline float round_to<float>(float v) { return v; }
 
 // The generic path's ops, one element at a time (x fp32, scale in T):
 //   y = x / float(s) (+ float(zp)); clamp to [q_min, q_max]; round half to even  -- fp32

@@ -1,0 +1,37 @@
+// Scalar rounding as ATen's ops round: the fast paths (fake_quant_fast, quantize_pack) replay the
+// generic path's ops one element at a time and must round every intermediate exactly as it does.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace llmc::quant {
+
+// v rounded to T and back, as an ATen op whose result is in T rounds it (half to even).
+template <class T> inline float round_to(float v) { return static_cast<float>(T(v)); }
+template <> inline float round_to<float>(float v) { return v; }
+
+// The same for values known not to be NaN: bf16 with integer ops, so that loops vectorize
+// (c10's round_to_nearest_even; its NaN case is what the caller has ruled out).
+template <class T> inline float round_to_finite(float v) { return round_to<T>(v); }
+template <> inline float round_to_finite<c10::BFloat16>(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    std::memcpy(&v, &u, 4);
+    return v;
+}
+
+// Exact widening to float; bf16 by a shift, so that loops vectorize.
+template <class X> inline float to_float(X v) { return static_cast<float>(v); }
+template <> inline float to_float<c10::BFloat16>(c10::BFloat16 v) {
+    const uint32_t u = static_cast<uint32_t>(v.x) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+} // namespace llmc::quant

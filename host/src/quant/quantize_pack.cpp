@@ -1,0 +1,134 @@
+#include "quant/quantize_pack.h"
+
+#include "quant/float_round.h"
+#include "quant/packing.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace llmc::quant {
+
+namespace {
+
+// quantize() then pack_int32() fused into one pass over the weight, for INT weights with
+// strategy tensor, channel or group and no g_idx (the pack-quantized formats RTN and GPTQ write).
+// Every value takes the steps quant::quantize takes (x / s rounded to the computation dtype T,
+// + zero point rounded to T, clamp, round half to even), so the words are bit for bit those of
+// the generic path; it saves the int8, int32 and shifted temporaries, their passes and their
+// page faults. Returns an undefined tensor when a quotient is NaN (the generic path decides what
+// that means).
+template <class X, class S, class T>
+at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
+                              int bits) {
+    const int64_t rows = x.size(0), cols = x.size(1), words = packed_words(cols, bits);
+    const int64_t groups = cols / group;
+    const bool per_row = scale.numel() != 1;
+    at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
+    if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
+    at::Tensor out = at::empty({rows, words}, at::TensorOptions().dtype(at::kInt));
+    const X *xp = x.data_ptr<X>();
+    const S *sp = scale.data_ptr<S>();
+    const float *zpp = zx.defined() ? zx.data_ptr<float>() : nullptr;
+    uint32_t *op = reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
+    const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
+    const float offset = std::ldexp(1.0f, bits - 1);
+    const float magic = 12582912.0f; // 1.5 * 2^23: v + magic - magic rounds |v| < 2^22 half to even
+    std::atomic<bool> nan{false};
+    // Chunks of at least ~256K values: enough work per thread to hide the scheduling.
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(cols, 1));
+    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
+        std::vector<float> f(static_cast<size_t>(cols));
+        std::vector<uint32_t> u(static_cast<size_t>(cols));
+        int bad = 0;
+        for (int64_t r = r0; r < r1; ++r) {
+            const X *in = xp + r * cols;
+            for (int64_t g = 0; g < groups; ++g) {
+                const int64_t k = per_row ? r * groups + g : 0;
+                const float s = to_float(sp[k]);
+                const float z = zpp ? zpp[k] : 0.0f;
+                float *fg = f.data() + g * group;
+                const X *ig = in + g * group;
+                for (int64_t j = 0; j < group; ++j) fg[j] = to_float(ig[j]) / s;
+                for (int64_t j = 0; j < group; ++j) bad |= fg[j] != fg[j];
+                for (int64_t j = 0; j < group; ++j) fg[j] = round_to_finite<T>(fg[j]);
+                if (zpp)
+                    for (int64_t j = 0; j < group; ++j) fg[j] = round_to_finite<T>(fg[j] + z);
+            }
+            for (int64_t i = 0; i < cols; ++i) {
+                const float v = std::min(std::max(f[i], lo), hi);
+                u[i] = static_cast<uint32_t>(static_cast<int32_t>((v + magic) - magic + offset));
+            }
+            uint32_t *row = op + r * words;
+            if (bits == 4 && cols % 8 == 0) {
+                for (int64_t w = 0; w < words; ++w) {
+                    const uint32_t *e = u.data() + w * 8;
+                    row[w] = e[0] | e[1] << 4 | e[2] << 8 | e[3] << 12 | e[4] << 16 | e[5] << 20 | e[6] << 24 |
+                             e[7] << 28;
+                }
+                continue;
+            }
+            std::fill(row, row + words, 0u);
+            for (int64_t i = 0; i < cols; ++i) {
+                const uint64_t bit = static_cast<uint64_t>(i) * bits;
+                const int64_t w = static_cast<int64_t>(bit / 32);
+                const unsigned off = bit % 32;
+                row[w] |= u[i] << off;
+                if (off + bits > 32) row[w + 1] |= u[i] >> (32 - off); // spill into the next word
+            }
+        }
+        if (bad) nan = true;
+    });
+    return nan ? at::Tensor() : out;
+}
+
+} // namespace
+
+at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, const qparams &qp,
+                               const at::Tensor *g_idx) {
+    if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || g_idx != nullptr) return {};
+    if (qp.global_scale.defined() || !qp.scale.defined() || weight.dim() != 2) return {};
+    const int64_t rows = weight.size(0), cols = weight.size(1);
+    if (rows == 0 || cols == 0) return {};
+    int64_t group = cols;
+    const at::Tensor &s = qp.scale;
+    switch (*w.strategy) {
+    case quant_strategy::tensor:
+        if (s.numel() != 1) return {};
+        break;
+    case quant_strategy::channel:
+        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != 1) return {};
+        break;
+    case quant_strategy::group:
+        if (!w.group_size || *w.group_size <= 0 || cols % *w.group_size != 0) return {};
+        group = *w.group_size;
+        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group) return {};
+        break;
+    default: return {};
+    }
+    if (qp.zero_point.defined() && qp.zero_point.sizes() != s.sizes()) return {};
+    const at::ScalarType xt = weight.scalar_type(), st = s.scalar_type();
+    auto is_float = [](at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf; };
+    if (!is_float(xt) || !is_float(st)) return {};
+    const at::ScalarType ct = at::promote_types(xt, st);
+    const at::Tensor x = weight.contiguous(), sc = s.contiguous();
+    at::Tensor r;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xt, "quantize_pack_x", [&] {
+        using X = scalar_t;
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, st, "quantize_pack_s", [&] {
+            using S = scalar_t;
+            if (ct == at::kFloat) r = quantize_pack_rows<X, S, float>(x, sc, qp.zero_point, group, w.num_bits);
+            else if (ct == at::kBFloat16)
+                r = quantize_pack_rows<X, S, c10::BFloat16>(x, sc, qp.zero_point, group, w.num_bits);
+            else if (ct == at::kHalf) r = quantize_pack_rows<X, S, c10::Half>(x, sc, qp.zero_point, group, w.num_bits);
+        });
+    });
+    return r;
+}
+
+} // namespace llmc::quant
