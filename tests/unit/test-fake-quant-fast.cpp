@@ -159,7 +159,10 @@ TEST(FakeQuantFast, DeclinesWhatItDoesNotCover) {
     qp.scale = at::full({8, 1}, 0.1f);
     const quant_args group = args_of(R"({"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group",
                                          "group_size": 1})");
-    EXPECT_FALSE(fake_quantize_fast(group, x, qp).defined());
+    EXPECT_TRUE(fake_quantize_fast(group, x, qp).defined()); // [8, 1] groups of 1: one scale each
+    qparams flat_scale = qp;
+    flat_scale.scale = at::full({8}, 0.1f); // group scales must be [rows, columns / group_size]
+    EXPECT_FALSE(fake_quantize_fast(group, x, flat_scale).defined());
     const quant_args fp8 = args_of(R"({"num_bits": 8, "type": "float", "symmetric": true, "strategy": "channel"})");
     EXPECT_FALSE(fake_quantize_fast(fp8, x, qp).defined());
     const quant_args int4 = args_of(R"({"num_bits": 4, "type": "int", "symmetric": true, "strategy": "channel"})");
@@ -175,4 +178,41 @@ TEST(FakeQuantFast, DeclinesWhatItDoesNotCover) {
     qparams row_scale = qp;
     row_scale.scale = at::full({1, 8}, 0.1f); // broadcasts differently: generic path
     EXPECT_FALSE(fake_quantize_fast(int4, at::randn({8, 8}), row_scale).defined());
+}
+
+// Whole grouped weights (the modifiers' error figures, the forward pass): x and scale in any of
+// fp32 / bf16 / fp16, computed in the wider of the two, dequantized in the scale's dtype and
+// returned in x's, exactly as the generic path lays them out as [rows, groups, group_size].
+TEST(FakeQuantFast, GroupsMatchGenericPathBitForBit) {
+    at::manual_seed(4321);
+    const char *cases[] = {
+        R"({"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": 4})",
+        R"({"num_bits": 4, "type": "int", "symmetric": false, "strategy": "group", "group_size": 32})",
+        R"({"num_bits": 8, "type": "int", "symmetric": true, "strategy": "group", "group_size": 8})",
+        R"({"num_bits": 3, "type": "int", "symmetric": false, "strategy": "group", "group_size": 16})",
+    };
+    const at::ScalarType dtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
+    for (const char *text : cases) {
+        const quant_args a = args_of(text);
+        const int64_t g = *a.group_size;
+        const auto [lo, hi] = quant_range(a);
+        for (at::ScalarType xt : dtypes)
+            for (at::ScalarType st : dtypes)
+                for (int64_t rows : {2, 5, 67})
+                    for (int64_t groups : {1, 3}) {
+                        const std::string what = std::string(text) + " x " + c10::toString(xt) + " scale " +
+                                                 c10::toString(st) + " rows " + std::to_string(rows) + " groups " +
+                                                 std::to_string(groups);
+                        qparams qp;
+                        qp.scale = make_scale(rows * groups, st).reshape({rows, groups});
+                        if (!a.symmetric)
+                            qp.zero_point = at::randint(static_cast<int64_t>(lo), static_cast<int64_t>(hi) + 1,
+                                                        {rows, groups})
+                                                .to(at::kChar);
+                        const at::Tensor per_column = qp.scale.repeat_interleave(g, 1);
+                        at::Tensor x = make_x(per_column, groups * g, hi).to(xt);
+                        if (rows == 67) x[3][1] = std::numeric_limits<float>::quiet_NaN();
+                        expect_same(a, x, qp, what);
+                    }
+    }
 }

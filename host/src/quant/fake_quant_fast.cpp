@@ -5,6 +5,10 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
 
 namespace llmc::quant {
@@ -34,11 +38,75 @@ void run(const float *x, int64_t rows, int64_t cols, const T *s, int64_t s_strid
     }
 }
 
+// Group strategy, x [R, C] in X, scale [R, C/g] in S, computation dtype T = promote(X, S), the
+// generic path's ops one element at a time:
+//   y = T(x / s); y = T(y + X(zp)); clamp; round half to even    -- quantize, in T
+//   v = S(y); v = S(v - zp); o = S(v * s); out = X(o)             -- dequantize in S, then x's dtype
+template <class X, class S, class T>
+void run_groups(const X *x, int64_t rows, int64_t cols, int64_t group, const S *s, const int8_t *zp, float lo,
+                float hi, X *out) {
+    const int64_t groups = cols / group;
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(cols, 1));
+    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t g = 0; g < groups; ++g) {
+                const int64_t k = r * groups + g;
+                const float sf = to_float(s[k]);
+                const float zf = zp ? static_cast<float>(zp[k]) : 0.0f; // int8: exact in every float dtype
+                const X *xg = x + r * cols + g * group;
+                X *o = out + r * cols + g * group;
+                for (int64_t j = 0; j < group; ++j) {
+                    float y = round_to<T>(to_float(xg[j]) / sf);
+                    if (zp) y = round_to<T>(y + zf);
+                    y = y < lo ? lo : (y > hi ? hi : y); // NaN passes through, as at::clamp
+                    y = std::nearbyint(y);
+                    float v = round_to<S>(y);
+                    if (zp) v = round_to<S>(v - zf);
+                    o[j] = X(round_to<S>(v * sf));
+                }
+            }
+    });
+}
+
+at::Tensor fake_quantize_groups(const quant_args &a, const at::Tensor &x, const qparams &qp) {
+    if (!a.group_size || *a.group_size <= 0 || x.dim() != 2 || !x.is_contiguous()) return {};
+    const int64_t rows = x.size(0), cols = x.size(1), group = *a.group_size;
+    if (cols % group != 0) return {};
+    const at::Tensor &s = qp.scale, &z = qp.zero_point;
+    if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group || !s.is_contiguous()) return {};
+    if (z.defined() && (z.scalar_type() != at::kChar || z.sizes() != s.sizes() || !z.is_contiguous())) return {};
+    auto is_float = [](at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf; };
+    const at::ScalarType xt = x.scalar_type(), st = s.scalar_type();
+    if (!is_float(xt) || !is_float(st)) return {};
+    const at::ScalarType ct = at::promote_types(xt, st);
+    const auto range = quant_range(a);
+    const float lo = static_cast<float>(range.first), hi = static_cast<float>(range.second);
+    const int8_t *zp = z.defined() ? z.data_ptr<int8_t>() : nullptr;
+    at::Tensor out = at::empty({rows, cols}, x.options());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xt, "fake_quantize_groups_x", [&] {
+        using X = scalar_t;
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, st, "fake_quantize_groups_s", [&] {
+            using S = scalar_t;
+            const X *xp = x.data_ptr<X>();
+            const S *sp = s.data_ptr<S>();
+            X *op = out.data_ptr<X>();
+            if (ct == at::kFloat) run_groups<X, S, float>(xp, rows, cols, group, sp, zp, lo, hi, op);
+            else if (ct == at::kBFloat16) run_groups<X, S, c10::BFloat16>(xp, rows, cols, group, sp, zp, lo, hi, op);
+            else run_groups<X, S, c10::Half>(xp, rows, cols, group, sp, zp, lo, hi, op);
+        });
+    });
+    return out;
+}
+
 } // namespace
 
 at::Tensor fake_quantize_fast(const quant_args &a, const at::Tensor &x, const qparams &qp) {
     if (a.type != quant_type::int_ || !a.strategy) return {};
     const quant_strategy st = *a.strategy;
+    if (st == quant_strategy::group) {
+        if (qp.global_scale.defined() || !qp.scale.defined() || x.device().type() != at::kCPU) return {};
+        return fake_quantize_groups(a, x, qp);
+    }
     if (st != quant_strategy::tensor && st != quant_strategy::channel && st != quant_strategy::token) return {};
     if (qp.global_scale.defined() || !qp.scale.defined()) return {};
     if (x.scalar_type() != at::kFloat || x.dim() != 2 || !x.is_contiguous() || x.device().type() != at::kCPU)

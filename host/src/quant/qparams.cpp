@@ -617,8 +617,10 @@ at::Tensor dequantize(const quant_args &a, const at::Tensor &q, const qparams &q
 
 at::Tensor fake_quantize(const quant_args &a, const at::Tensor &x, const qparams &qp,
                          const at::Tensor *g_idx) {
-    // GPTQ's per-column calls: one scalar loop instead of a dozen small ATen ops, same bits.
-    if (at::Tensor fast = fake_quantize_fast(a, x, qp); fast.defined()) return fast;
+    // GPTQ's per-column calls and whole grouped weights: one scalar loop instead of a chain of
+    // ATen ops, same bits (a permuting g_idx takes the generic path).
+    if (!valid_g_idx(g_idx))
+        if (at::Tensor fast = fake_quantize_fast(a, x, qp); fast.defined()) return fast;
     return process(a, x, qp, g_idx, true, true, std::nullopt);
 }
 
