@@ -9,7 +9,11 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
 
 namespace llmc::quant {
 
@@ -39,33 +43,56 @@ void run(const float *x, int64_t rows, int64_t cols, const T *s, int64_t s_strid
 }
 
 // Group strategy, x [R, C] in X, scale [R, C/g] in S, computation dtype T = promote(X, S), the
-// generic path's ops one element at a time:
+// generic path's ops, one stage at a time over a group so that the loops vectorize:
 //   y = T(x / s); y = T(y + X(zp)); clamp; round half to even    -- quantize, in T
 //   v = S(y); v = S(v - zp); o = S(v * s); out = X(o)             -- dequantize in S, then x's dtype
+// Returns false when a quotient is NaN: the generic path then decides (its NaN bits differ).
+template <class X> inline void store(X *o, const float *f, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) o[j] = X(f[j]);
+}
+template <> inline void store<c10::BFloat16>(c10::BFloat16 *o, const float *f, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        uint32_t u;
+        std::memcpy(&u, &f[j], 4);
+        o[j].x = static_cast<uint16_t>(u >> 16); // f[j] is already a bf16 value
+    }
+}
+
 template <class X, class S, class T>
-void run_groups(const X *x, int64_t rows, int64_t cols, int64_t group, const S *s, const int8_t *zp, float lo,
+bool run_groups(const X *x, int64_t rows, int64_t cols, int64_t group, const S *s, const int8_t *zp, float lo,
                 float hi, X *out) {
     const int64_t groups = cols / group;
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(cols, 1));
+    const float magic = 12582912.0f; // 1.5 * 2^23: v + magic - magic rounds |v| < 2^22 half to even
+    std::atomic<bool> nan{false};
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
+        std::vector<float> f(static_cast<size_t>(group));
+        float *fp = f.data();
+        int bad = 0;
         for (int64_t r = r0; r < r1; ++r)
             for (int64_t g = 0; g < groups; ++g) {
                 const int64_t k = r * groups + g;
                 const float sf = to_float(s[k]);
                 const float zf = zp ? static_cast<float>(zp[k]) : 0.0f; // int8: exact in every float dtype
                 const X *xg = x + r * cols + g * group;
-                X *o = out + r * cols + g * group;
+                for (int64_t j = 0; j < group; ++j) fp[j] = to_float(xg[j]) / sf;
+                for (int64_t j = 0; j < group; ++j) bad |= fp[j] != fp[j];
+                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<T>(fp[j]);
+                if (zp)
+                    for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<T>(fp[j] + zf);
                 for (int64_t j = 0; j < group; ++j) {
-                    float y = round_to<T>(to_float(xg[j]) / sf);
-                    if (zp) y = round_to<T>(y + zf);
-                    y = y < lo ? lo : (y > hi ? hi : y); // NaN passes through, as at::clamp
-                    y = std::nearbyint(y);
-                    float v = round_to<S>(y);
-                    if (zp) v = round_to<S>(v - zf);
-                    o[j] = X(round_to<S>(v * sf));
+                    const float v = std::min(std::max(fp[j], lo), hi);
+                    fp[j] = std::copysign((v + magic) - magic, v); // keeps -0, as round() does
                 }
+                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j]);
+                if (zp)
+                    for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j] - zf);
+                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<X>(round_to_finite<S>(fp[j] * sf));
+                store(out + r * cols + g * group, fp, group);
             }
+        if (bad) nan = true;
     });
+    return !nan;
 }
 
 at::Tensor fake_quantize_groups(const quant_args &a, const at::Tensor &x, const qparams &qp) {
@@ -83,6 +110,7 @@ at::Tensor fake_quantize_groups(const quant_args &a, const at::Tensor &x, const 
     const float lo = static_cast<float>(range.first), hi = static_cast<float>(range.second);
     const int8_t *zp = z.defined() ? z.data_ptr<int8_t>() : nullptr;
     at::Tensor out = at::empty({rows, cols}, x.options());
+    bool ok = true;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xt, "fake_quantize_groups_x", [&] {
         using X = scalar_t;
         AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, st, "fake_quantize_groups_s", [&] {
@@ -90,12 +118,13 @@ at::Tensor fake_quantize_groups(const quant_args &a, const at::Tensor &x, const 
             const X *xp = x.data_ptr<X>();
             const S *sp = s.data_ptr<S>();
             X *op = out.data_ptr<X>();
-            if (ct == at::kFloat) run_groups<X, S, float>(xp, rows, cols, group, sp, zp, lo, hi, op);
-            else if (ct == at::kBFloat16) run_groups<X, S, c10::BFloat16>(xp, rows, cols, group, sp, zp, lo, hi, op);
-            else run_groups<X, S, c10::Half>(xp, rows, cols, group, sp, zp, lo, hi, op);
+            if (ct == at::kFloat) ok = run_groups<X, S, float>(xp, rows, cols, group, sp, zp, lo, hi, op);
+            else if (ct == at::kBFloat16)
+                ok = run_groups<X, S, c10::BFloat16>(xp, rows, cols, group, sp, zp, lo, hi, op);
+            else ok = run_groups<X, S, c10::Half>(xp, rows, cols, group, sp, zp, lo, hi, op);
         });
     });
-    return out;
+    return ok ? out : at::Tensor();
 }
 
 } // namespace
