@@ -127,6 +127,18 @@ TEST(saved_checkpoint_kv, a_quantized_kv_cache_changes_attention) {
     EXPECT_EQ(m.config["quantization_config"]["kv_cache_scheme"]["num_bits"], 4);
     EXPECT_GT(m.in_memory, m.base * 1.001) << "a 4-bit kv cache should cost perplexity";
     EXPECT_NEAR(m.from_disk, m.in_memory, 1e-9 * m.in_memory);
+
+    // A kv strategy the forward pass cannot fake-quantize (attn_head) still loads, with a plain
+    // kv cache: this recipe changed nothing else, so the base model's perplexity comes back.
+    nlohmann::json cfg = m.config;
+    cfg["quantization_config"]["kv_cache_scheme"]["strategy"] = "attn_head";
+    test::write_file(dir / "out/config.json", cfg.dump(2));
+    auto model = causal_lm::load(dir / "out", at::kFloat);
+    nlohmann::json ref = nlohmann::json::parse(test::read_file(test::stories_dir() + "/reference_outputs.json"));
+    std::vector<int64_t> ids = ref["runs"][0]["ids"];
+    perplexity_options po;
+    po.seq_len = 64;
+    EXPECT_NEAR(perplexity_evaluate(*model, ids, po).perplexity, m.base, 1e-9 * m.base);
 }
 
 } // namespace

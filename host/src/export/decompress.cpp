@@ -11,6 +11,7 @@
 #include "util/error.h"
 
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include <optional>
 
@@ -64,8 +65,17 @@ std::shared_ptr<compressed_reader> compressed_reader::open(const json &config,
         }
     }
     const module_matcher ignore(string_list(qc.value("ignore", json()), where + ".ignore"));
-    if (qc.contains("kv_cache_scheme") && !qc["kv_cache_scheme"].is_null())
+    if (qc.contains("kv_cache_scheme") && !qc["kv_cache_scheme"].is_null()) {
         r->kv_cache_ = quant::args_from_json(qc["kv_cache_scheme"], where + ".kv_cache_scheme");
+        // The forward pass fake-quantizes per-tensor (or dynamic) kv caches only; other
+        // strategies still load, measured with an unquantized cache.
+        if (r->kv_cache_->strategy != quant_strategy::tensor && !r->kv_cache_->is_dynamic()) {
+            spdlog::warn("{}.kv_cache_scheme: strategy {} is not fake-quantized in the forward pass; evaluation "
+                         "uses an unquantized kv cache",
+                         where, quant::to_string(*r->kv_cache_->strategy));
+            r->kv_cache_.reset();
+        }
+    }
     for (module *mod : modules) {
         // q/k/v scales of attention modules are accepted even without kv_cache_scheme: vLLM reads
         // them whenever the user asks for an fp8 kv cache.

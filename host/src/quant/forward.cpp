@@ -63,7 +63,8 @@ void forward_quantization_set(module &m, const quant_scheme *scheme) {
 
 void forward_kv_quantization_set(module &m, const quant_args *kv) {
     auto *attn = dynamic_cast<attention *>(&m);
-    if (attn == nullptr) fail("kv-cache quantization applies to attention modules; '{}' is a {}", m.name(), m.class_name());
+    if (attn == nullptr)
+        fail("kv-cache quantization applies to attention modules; '{}' is a {}", m.name(), m.class_name());
     if (kv == nullptr) {
         attn->fake_quant.reset();
         return;
