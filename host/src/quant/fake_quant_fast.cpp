@@ -63,7 +63,6 @@ bool run_groups(const X *x, int64_t rows, int64_t cols, int64_t group, const S *
                 float hi, X *out) {
     const int64_t groups = cols / group;
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(cols, 1));
-    const float magic = 12582912.0f; // 1.5 * 2^23: v + magic - magic rounds |v| < 2^22 half to even
     std::atomic<bool> nan{false};
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> f(static_cast<size_t>(group));
@@ -74,16 +73,7 @@ bool run_groups(const X *x, int64_t rows, int64_t cols, int64_t group, const S *
                 const int64_t k = r * groups + g;
                 const float sf = to_float(s[k]);
                 const float zf = zp ? static_cast<float>(zp[k]) : 0.0f; // int8: exact in every float dtype
-                const X *xg = x + r * cols + g * group;
-                for (int64_t j = 0; j < group; ++j) fp[j] = to_float(xg[j]) / sf;
-                for (int64_t j = 0; j < group; ++j) bad |= fp[j] != fp[j];
-                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<T>(fp[j]);
-                if (zp)
-                    for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<T>(fp[j] + zf);
-                for (int64_t j = 0; j < group; ++j) {
-                    const float v = std::min(std::max(fp[j], lo), hi);
-                    fp[j] = std::copysign((v + magic) - magic, v); // keeps -0, as round() does
-                }
+                bad |= quantize_group<X, T>(x + r * cols + g * group, group, sf, zf, zp != nullptr, lo, hi, fp);
                 for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j]);
                 if (zp)
                     for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j] - zf);

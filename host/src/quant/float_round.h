@@ -5,6 +5,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -32,6 +34,27 @@ template <> inline float to_float<c10::BFloat16>(c10::BFloat16 v) {
     float f;
     std::memcpy(&f, &u, 4);
     return f;
+}
+
+// quantize_values for one group of n values sharing scale s (and zero point z when has_zp), stage
+// by stage so the loops vectorize: f = T(x / s); f = T(f + z); clamp to [lo, hi]; round half to
+// even, keeping -0 as round() does (valid for |f| < 2^22, which the clamp ensures). T is the
+// computation dtype. Returns nonzero when a quotient is NaN: callers hand those to the generic
+// path, whose NaN bits they do not replay.
+template <class X, class T>
+inline int quantize_group(const X *x, int64_t n, float s, float z, bool has_zp, float lo, float hi, float *f) {
+    const float magic = 12582912.0f; // 1.5 * 2^23
+    int bad = 0;
+    for (int64_t j = 0; j < n; ++j) f[j] = to_float(x[j]) / s;
+    for (int64_t j = 0; j < n; ++j) bad |= f[j] != f[j];
+    for (int64_t j = 0; j < n; ++j) f[j] = round_to_finite<T>(f[j]);
+    if (has_zp)
+        for (int64_t j = 0; j < n; ++j) f[j] = round_to_finite<T>(f[j] + z);
+    for (int64_t j = 0; j < n; ++j) {
+        const float v = std::min(std::max(f[j], lo), hi);
+        f[j] = std::copysign((v + magic) - magic, v);
+    }
+    return bad;
 }
 
 } // namespace llmc::quant

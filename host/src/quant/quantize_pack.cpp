@@ -38,7 +38,6 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     uint32_t *op = reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
     const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
     const float offset = std::ldexp(1.0f, bits - 1);
-    const float magic = 12582912.0f; // 1.5 * 2^23: v + magic - magic rounds |v| < 2^22 half to even
     std::atomic<bool> nan{false};
     // Chunks of at least ~256K values: enough work per thread to hide the scheduling.
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(cols, 1));
@@ -52,18 +51,9 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
                 const int64_t k = per_row ? r * groups + g : 0;
                 const float s = to_float(sp[k]);
                 const float z = zpp ? zpp[k] : 0.0f;
-                float *fg = f.data() + g * group;
-                const X *ig = in + g * group;
-                for (int64_t j = 0; j < group; ++j) fg[j] = to_float(ig[j]) / s;
-                for (int64_t j = 0; j < group; ++j) bad |= fg[j] != fg[j];
-                for (int64_t j = 0; j < group; ++j) fg[j] = round_to_finite<T>(fg[j]);
-                if (zpp)
-                    for (int64_t j = 0; j < group; ++j) fg[j] = round_to_finite<T>(fg[j] + z);
+                bad |= quantize_group<X, T>(in + g * group, group, s, z, zpp != nullptr, lo, hi, f.data() + g * group);
             }
-            for (int64_t i = 0; i < cols; ++i) {
-                const float v = std::min(std::max(f[i], lo), hi);
-                u[i] = static_cast<uint32_t>(static_cast<int32_t>((v + magic) - magic + offset));
-            }
+            for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
             uint32_t *row = op + r * words;
             if (bits == 4 && cols % 8 == 0) {
                 for (int64_t w = 0; w < words; ++w) {
