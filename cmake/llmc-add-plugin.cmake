@@ -23,6 +23,12 @@ function(llmc_add_plugin name)
       find_package(Torch REQUIRED)
     endif()
     target_link_libraries(${name} PRIVATE ${TORCH_LIBRARIES})
+    # ATen's at::parallel_for is an inline OpenMP region (LibTorch is built with OpenMP): code
+    # that calls it must be compiled with OpenMP too, or it silently runs on one thread.
+    find_package(OpenMP COMPONENTS CXX)
+    if(OpenMP_CXX_FOUND)
+      target_link_libraries(${name} PRIVATE OpenMP::OpenMP_CXX)
+    endif()
   endif()
   target_link_options(${name} PRIVATE "-Wl,--version-script=${_LLMC_PLUGIN_MAP}" "-Wl,--no-undefined")
   set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS "${_LLMC_PLUGIN_MAP}")

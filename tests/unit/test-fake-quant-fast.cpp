@@ -3,6 +3,7 @@
 // handing fake_quantize the same values in a layout the fast path does not take.
 #include "quant/args.h"
 #include "quant/fake_quant_fast.h"
+#include "quant/minmax_fast.h"
 #include "quant/qparams.h"
 
 #include <gtest/gtest.h>
@@ -227,4 +228,48 @@ TEST(FakeQuantFast, GroupsMatchGenericPathBitForBit) {
                         expect_same(a, x, qp, what);
                     }
     }
+}
+
+// The observers' one-pass min/max (quant/minmax_fast.h) against at::amin / at::amax over dims
+// {0, -1}: the same values and dtype for weight layouts (group: [1, N, g]; channel:
+// [1, R, 1, C]), with NaN, infinities and signed zeros in the data; non-covered forms decline.
+TEST(MinMaxFast, MatchesAtenReductions) {
+    for (at::ScalarType t : {at::kFloat, at::kBFloat16, at::kHalf}) {
+        for (const std::vector<int64_t> &shape : std::vector<std::vector<int64_t>>{{1, 37, 16}, {1, 9, 1, 50}, {1, 3, 1}}) {
+            at::Tensor x = at::randn(shape).mul_(3);
+            at::Tensor flat = x.view({-1});
+            const int64_t n = flat.numel();
+            if (n > 40) {
+                flat[3] = std::numeric_limits<float>::quiet_NaN();
+                flat[20] = std::numeric_limits<float>::infinity();
+                flat[33] = -std::numeric_limits<float>::infinity();
+            }
+            x = x.to(t);
+            at::Tensor mn, mx;
+            ASSERT_TRUE(minmax_last_dim_fast(x, mn, mx));
+            const at::Tensor rmn = at::amin(x, {0, -1}), rmx = at::amax(x, {0, -1});
+            ASSERT_EQ(mn.scalar_type(), t);
+            ASSERT_EQ(mn.sizes(), rmn.sizes());
+            ASSERT_EQ(mx.sizes(), rmx.sizes());
+            const at::Tensor a = mn.to(at::kFloat), b = rmn.to(at::kFloat), c = mx.to(at::kFloat), d = rmx.to(at::kFloat);
+            EXPECT_TRUE(at::equal(a.isnan(), b.isnan()));
+            EXPECT_TRUE(at::equal(c.isnan(), d.isnan()));
+            EXPECT_TRUE(at::equal(a.nan_to_num(0), b.nan_to_num(0))) << shape.size();
+            EXPECT_TRUE(at::equal(c.nan_to_num(0), d.nan_to_num(0))) << shape.size();
+        }
+    }
+    // Rows of signed zeros: a zero either way.
+    at::Tensor z = at::zeros({1, 2, 4});
+    z[0][0][1] = -0.0;
+    at::Tensor mn, mx;
+    ASSERT_TRUE(minmax_last_dim_fast(z, mn, mx));
+    EXPECT_EQ(mn.abs().sum().item<float>(), 0.0f);
+    EXPECT_EQ(mx.abs().sum().item<float>(), 0.0f);
+    // Declined: batch dimension, strided, integer, empty.
+    at::Tensor a, b;
+    EXPECT_FALSE(minmax_last_dim_fast(at::randn({2, 3, 4}), a, b));
+    EXPECT_FALSE(minmax_last_dim_fast(at::randn({1, 4, 6}).transpose(1, 2), a, b));
+    EXPECT_FALSE(minmax_last_dim_fast(at::ones({1, 3, 4}, at::kInt), a, b));
+    EXPECT_FALSE(minmax_last_dim_fast(at::randn({1, 0, 4}), a, b));
+    EXPECT_FALSE(a.defined());
 }

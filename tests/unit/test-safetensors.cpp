@@ -175,6 +175,93 @@ TEST(safetensors, misaligned_data_is_copied) {
     EXPECT_TRUE(at::equal(file.tensor("float"), f));
 }
 
+// With a header reserve the data is written once, in place, and the header is padded with
+// spaces to the reserve; a header that outgrows the reserve moves the data behind it instead.
+// Either way the file reads back the same tensors as one written without a reserve, and the
+// same bytes apart from the header's trailing spaces.
+TEST(safetensors, header_reserve_fits_or_falls_back) {
+    temp_dir dir;
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (int i = 0; i < 6; ++i)
+        tensors.emplace_back("block." + std::to_string(i) + ".weight", at::randn({7 + i, 3}).to(i % 2 ? at::kBFloat16 : at::kFloat));
+    auto write = [&](const fs::path &p, uint64_t reserve) {
+        safetensors_writer w(p.string(), {{"format", "pt"}}, reserve);
+        for (const auto &[n, t] : tensors) w.add(n, t);
+        w.finish();
+        EXPECT_FALSE(fs::exists(p.string() + ".partial"));
+        EXPECT_FALSE(fs::exists(p.string() + ".data.partial"));
+    };
+    const fs::path plain = dir / "plain.safetensors", roomy = dir / "roomy.safetensors",
+                   tight = dir / "tight.safetensors", odd = dir / "odd.safetensors";
+    write(plain, 0);
+    write(roomy, 4096);
+    write(tight, 16);   // far too small: the fallback copy
+    write(odd, 1001);   // rounded up to a multiple of 8
+    const std::string base = read_file(plain);
+    auto header_len = [](const std::string &b) {
+        uint64_t n = 0;
+        for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(b[static_cast<size_t>(i)]);
+        return n;
+    };
+    auto strip = [&](const std::string &b) {
+        const uint64_t n = header_len(b);
+        std::string h = b.substr(8, n);
+        while (!h.empty() && h.back() == ' ') h.pop_back();
+        return h + "|" + b.substr(8 + n);
+    };
+    for (const fs::path &p : {roomy, tight, odd}) {
+        const std::string b = read_file(p);
+        EXPECT_EQ(header_len(b) % 8, 0u) << p;
+        EXPECT_EQ(strip(b), strip(base)) << p;
+        safetensors_file f(p.string());
+        for (const auto &[n, t] : tensors) EXPECT_TRUE(at::equal(f.tensor(n), t)) << p << " " << n;
+        EXPECT_EQ(f.metadata().at("format"), "pt");
+    }
+    EXPECT_EQ(header_len(read_file(roomy)), 4096u);
+    EXPECT_EQ(header_len(read_file(odd)), 1008u);
+    EXPECT_EQ(read_file(tight), base); // the fallback writes what no reserve writes
+}
+
+// An unfinished writer with a reserve leaves nothing behind either.
+TEST(safetensors, header_reserve_abandoned_leaves_nothing) {
+    temp_dir dir;
+    const fs::path p = dir / "a.safetensors";
+    {
+        safetensors_writer w(p.string(), {{"format", "pt"}}, 4096);
+        w.add("x", at::ones({100}));
+    }
+    EXPECT_FALSE(fs::exists(p));
+    EXPECT_FALSE(fs::exists(p.string() + ".partial"));
+    EXPECT_FALSE(fs::exists(p.string() + ".data.partial"));
+}
+
+// view_and_drop: a view of the mapping when the dtype matches (writes stay private to it), a
+// converted copy otherwise; after the view is freed its pages read the file again.
+TEST(safetensors, view_and_drop_views_matching_dtypes_only) {
+    temp_dir dir;
+    const fs::path p = dir / "v.safetensors";
+    const at::Tensor big = at::randn({512, 512}); // 1 MiB: whole pages to drop
+    const at::Tensor half = at::randn({64}).to(at::kBFloat16);
+    {
+        safetensors_writer w(p.string());
+        w.add("big", big);
+        w.add("half", half);
+        w.finish();
+    }
+    safetensors_file f(p.string());
+    {
+        at::Tensor v = f.view_and_drop("big", at::kFloat);
+        EXPECT_EQ(v.data_ptr(), static_cast<const void *>(f.raw("big").data));
+        EXPECT_TRUE(at::equal(v, big));
+        v.fill_(7); // copy-on-write pages, freed with the view
+    }
+    EXPECT_TRUE(at::equal(f.tensor("big"), big)); // dropped pages show the file again
+    at::Tensor c = f.view_and_drop("half", at::kFloat);
+    EXPECT_NE(c.data_ptr(), static_cast<const void *>(f.raw("half").data));
+    EXPECT_TRUE(at::equal(c, half.to(at::kFloat)));
+    EXPECT_TRUE(at::equal(f.tensor("big"), big));
+}
+
 TEST(safetensors, writer_rejects_bad_input) {
     temp_dir dir;
     const fs::path p = dir / "w.safetensors";

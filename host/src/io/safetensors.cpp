@@ -98,14 +98,6 @@ bool json_depth_ok(const char *p, size_t n) {
 
 std::string errno_text() { return std::strerror(errno); }
 
-void write_le64(std::FILE *f, uint64_t v) {
-    unsigned char b[8];
-    for (int i = 0; i < 8; ++i)
-        b[i] = static_cast<unsigned char>(v >> (8 * i));
-    if (std::fwrite(b, 1, 8, f) != 8)
-        fail("cannot write: {}", errno_text());
-}
-
 bool is_shard_file_name(const std::string &name) {
     static const std::regex re(R"(model-\d{5}-of-\d{5}\.safetensors)");
     return std::regex_match(name, re);
@@ -158,9 +150,12 @@ int64_t safetensors_tensor_info::numel() const {
 struct safetensors_file::mapping {
     void *addr = nullptr;
     size_t size = 0;
+    int fd = -1; // kept open: view_and_drop reads original bytes back from it
     ~mapping() {
         if (addr)
             ::munmap(addr, size);
+        if (fd >= 0)
+            ::close(fd);
     }
 };
 
@@ -185,12 +180,14 @@ safetensors_file::safetensors_file(const std::string &path) : path_(path) {
     // Private and copy-on-write: tensors may be modified in memory, the file never is.
     void *addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     int mmap_errno = errno;
-    ::close(fd);
-    if (addr == MAP_FAILED)
+    if (addr == MAP_FAILED) {
+        ::close(fd);
         fail("{}: cannot mmap: {}", path, std::strerror(mmap_errno));
+    }
     map_ = std::make_shared<mapping>();
     map_->addr = addr;
     map_->size = size;
+    map_->fd = fd;
 
     const auto *base = static_cast<const uint8_t *>(addr);
     uint64_t header_len = 0;
@@ -343,17 +340,65 @@ at::Tensor safetensors_file::tensor(const std::string &name) const {
                          options);
 }
 
+namespace {
+
+// Drops the whole pages inside [data, data + size) from this process: a neighbour's data may
+// share the edge pages. Private pages (written ones) are freed; file pages are read again on
+// the next touch.
+void drop_pages(const uint8_t *data, size_t size) {
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + size) & ~(page - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+}
+
+// The bytes of [data, data + size) outside its whole pages (which drop_pages leaves) read back
+// from the file where a write to the view changed them: a later view of the same tensor must
+// show the file, and the neighbour sharing such a page keeps its own bytes.
+void restore_edges(int fd, const uint8_t *base, const uint8_t *data, size_t size) {
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t a = reinterpret_cast<uintptr_t>(data), e = a + size;
+    const uintptr_t begin = (a + page - 1) & ~(page - 1), end = e & ~(page - 1);
+    std::vector<std::pair<uintptr_t, uintptr_t>> edges;
+    if (end > begin) edges = {{a, begin}, {end, e}};
+    else edges = {{a, e}};
+    std::vector<uint8_t> buf;
+    for (const auto &[lo, hi] : edges) {
+        if (hi <= lo) continue;
+        buf.resize(hi - lo);
+        const off_t off = static_cast<off_t>(lo - reinterpret_cast<uintptr_t>(base));
+        if (::pread(fd, buf.data(), buf.size(), off) != static_cast<ssize_t>(buf.size())) continue;
+        uint8_t *p = reinterpret_cast<uint8_t *>(lo);
+        if (std::memcmp(p, buf.data(), buf.size()) != 0) std::memcpy(p, buf.data(), buf.size());
+    }
+}
+
+} // namespace
+
 at::Tensor safetensors_file::copy_and_drop(const std::string &name, at::ScalarType dtype) const {
     at::Tensor view = tensor(name);
     at::Tensor out = view.scalar_type() == dtype ? view.clone() : view.to(dtype);
     view = at::Tensor();
-    // Whole pages inside the tensor's bytes only: a neighbour's data may share the edge pages.
-    byte_span bytes = raw(name);
-    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    uintptr_t begin = (reinterpret_cast<uintptr_t>(bytes.data) + page - 1) & ~(page - 1);
-    uintptr_t end = (reinterpret_cast<uintptr_t>(bytes.data) + bytes.size) & ~(page - 1);
-    if (end > begin) ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+    const byte_span bytes = raw(name);
+    drop_pages(bytes.data, bytes.size);
     return out;
+}
+
+at::Tensor safetensors_file::view_and_drop(const std::string &name, at::ScalarType dtype) const {
+    const auto &i = info(name);
+    const byte_span bytes = raw(name);
+    if (i.scalar_type != dtype || i.raw_codes || i.scalar_type == at::kBool || bytes.size == 0 ||
+        reinterpret_cast<uintptr_t>(bytes.data) % safetensors_dtype_size(i.dtype) != 0)
+        return copy_and_drop(name, dtype);
+    auto keep = map_;
+    return at::from_blob(
+        const_cast<uint8_t *>(bytes.data), i.shape,
+        [keep, bytes](void *) mutable {
+            drop_pages(bytes.data, bytes.size);
+            restore_edges(keep->fd, static_cast<const uint8_t *>(keep->addr), bytes.data, bytes.size);
+            keep.reset();
+        },
+        at::TensorOptions().dtype(dtype).device(at::kCPU));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,12 +539,21 @@ const safetensors_file &safetensors_model::file_of(const std::string &name) cons
 // ---------------------------------------------------------------------------------------------
 // safetensors_writer
 
-safetensors_writer::safetensors_writer(std::string path, std::map<std::string, std::string> metadata)
-    : path_(std::move(path)), metadata_(std::move(metadata)) {
-    const std::string data_path = path_ + ".data.partial";
-    data_ = std::fopen(data_path.c_str(), "wb");
+safetensors_writer::safetensors_writer(std::string path, std::map<std::string, std::string> metadata,
+                                       uint64_t header_reserve)
+    : path_(std::move(path)), metadata_(std::move(metadata)), reserve_((header_reserve + 7) / 8 * 8) {
+    data_path_ = reserve_ ? path_ + ".partial" : path_ + ".data.partial";
+    data_start_ = reserve_ ? 8 + reserve_ : 0;
+    data_ = std::fopen(data_path_.c_str(), "wb");
     if (!data_)
-        fail("{}: cannot create: {}", data_path, errno_text());
+        fail("{}: cannot create: {}", data_path_, errno_text());
+    if (data_start_ && std::fseek(data_, static_cast<long>(data_start_), SEEK_SET) != 0) {
+        std::fclose(data_);
+        data_ = nullptr;
+        std::error_code ec;
+        fs::remove(data_path_, ec);
+        fail("{}: cannot seek: {}", data_path_, errno_text());
+    }
 }
 
 safetensors_writer::~safetensors_writer() {
@@ -559,15 +613,8 @@ void safetensors_writer::add_raw(const std::string &name, const std::string &dty
 void safetensors_writer::finish() {
     if (finished_)
         return;
-    const std::string data_path = path_ + ".data.partial";
     const std::string partial = path_ + ".partial";
     try {
-        if (std::fclose(data_) != 0) {
-            data_ = nullptr;
-            fail("{}: cannot write: {}", data_path, errno_text());
-        }
-        data_ = nullptr;
-
         nlohmann::ordered_json header = nlohmann::ordered_json::object();
         if (!metadata_.empty()) {
             nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -580,29 +627,60 @@ void safetensors_writer::finish() {
         std::string text = header.dump();
         // Spaces up to a multiple of 8 keep the data section 8-byte aligned.
         text.append((8 - text.size() % 8) % 8, ' ');
+        std::string prefix(8, '\0');
+        auto put_length = [&](uint64_t n) {
+            for (int i = 0; i < 8; ++i)
+                prefix[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+        };
 
-        std::FILE *out = std::fopen(partial.c_str(), "wb");
-        if (!out)
-            fail("{}: cannot create: {}", partial, errno_text());
-        std::FILE *in = std::fopen(data_path.c_str(), "rb");
-        bool ok = in != nullptr;
-        try {
-            write_le64(out, text.size());
-            if (std::fwrite(text.data(), 1, text.size(), out) != text.size())
-                fail("cannot write header: {}", errno_text());
-            ok = ok && std::fflush(out) == 0;
-            // The data follows the header: copied inside the kernel (no trip through a user
-            // buffer; a reflink where the file system can), read and written as a fallback.
+        if (reserve_ && text.size() <= reserve_) {
+            // The header goes in front of the data already in place.
+            text.append(reserve_ - text.size(), ' ');
+            put_length(text.size());
+            bool ok = std::fflush(data_) == 0;
+            const int fd = ::fileno(data_);
+            ok = ok && ::pwrite(fd, prefix.data(), 8, 0) == 8 &&
+                 ::pwrite(fd, text.data(), text.size(), 8) == static_cast<ssize_t>(text.size());
+            const int close_rc = std::fclose(data_);
+            data_ = nullptr;
+            if (!ok || close_rc != 0)
+                fail("{}: cannot write: {}", partial, errno_text());
+        } else {
+            if (std::fclose(data_) != 0) {
+                data_ = nullptr;
+                fail("{}: cannot write: {}", data_path_, errno_text());
+            }
+            data_ = nullptr;
+            // The reserve was too small: the data moves out of the way, then is copied behind
+            // the header.
+            if (data_path_ == partial) {
+                const std::string moved = path_ + ".data.partial";
+                std::error_code ec;
+                fs::rename(data_path_, moved, ec);
+                if (ec)
+                    fail("{}: cannot rename: {}", data_path_, ec.message());
+                data_path_ = moved;
+            }
+            put_length(text.size());
+            std::FILE *out = std::fopen(partial.c_str(), "wb");
+            if (!out)
+                fail("{}: cannot create: {}", partial, errno_text());
+            std::FILE *in = std::fopen(data_path_.c_str(), "rb");
+            bool ok = in != nullptr && std::fwrite(prefix.data(), 1, 8, out) == 8 &&
+                      std::fwrite(text.data(), 1, text.size(), out) == text.size() && std::fflush(out) == 0;
+            // Copied inside the kernel (no trip through a user buffer; a reflink where the file
+            // system can), read and written as a fallback.
             uint64_t done = 0;
             while (ok && done < data_bytes_) {
-                const ssize_t n = ::copy_file_range(::fileno(in), nullptr, ::fileno(out), nullptr,
+                loff_t off = static_cast<loff_t>(data_start_ + done);
+                const ssize_t n = ::copy_file_range(::fileno(in), &off, ::fileno(out), nullptr,
                                                     static_cast<size_t>(std::min<uint64_t>(data_bytes_ - done, 1ull << 30)), 0);
                 if (n <= 0)
                     break;
                 done += static_cast<uint64_t>(n);
             }
             if (ok && done < data_bytes_) {
-                ok = ::lseek(::fileno(in), static_cast<off_t>(done), SEEK_SET) >= 0 &&
+                ok = ::lseek(::fileno(in), static_cast<off_t>(data_start_ + done), SEEK_SET) >= 0 &&
                      ::lseek(::fileno(out), static_cast<off_t>(8 + text.size() + done), SEEK_SET) >= 0;
                 std::vector<char> buf(1 << 20);
                 ssize_t got = 0;
@@ -610,20 +688,19 @@ void safetensors_writer::finish() {
                     ok = ::write(::fileno(out), buf.data(), static_cast<size_t>(got)) == got;
                 ok = ok && got == 0;
             }
-        } catch (const error &e) {
-            ok = false;
+            if (in)
+                std::fclose(in);
+            if (std::fclose(out) != 0)
+                ok = false;
+            if (!ok)
+                fail("{}: cannot write: {}", partial, errno_text());
         }
-        if (in)
-            std::fclose(in);
-        if (std::fclose(out) != 0)
-            ok = false;
-        if (!ok)
-            fail("{}: cannot write: {}", partial, errno_text());
         std::error_code ec;
         fs::rename(partial, path_, ec);
         if (ec)
             fail("{}: cannot rename into place: {}", path_, ec.message());
-        fs::remove(data_path, ec);
+        if (data_path_ != partial)
+            fs::remove(data_path_, ec);
         finished_ = true;
     } catch (...) {
         abandon();
@@ -635,8 +712,10 @@ void safetensors_writer::finish() {
 // safetensors_sharded_writer
 
 safetensors_sharded_writer::safetensors_sharded_writer(std::string dir, uint64_t max_shard_bytes,
-                                                       std::map<std::string, std::string> metadata)
-    : dir_(std::move(dir)), max_shard_bytes_(max_shard_bytes), metadata_(std::move(metadata)) {
+                                                       std::map<std::string, std::string> metadata,
+                                                       uint64_t header_reserve)
+    : dir_(std::move(dir)), max_shard_bytes_(max_shard_bytes), metadata_(std::move(metadata)),
+      header_reserve_(header_reserve) {
     if (max_shard_bytes_ == 0)
         fail("{}: max shard size must be positive", dir_);
     std::error_code ec;
@@ -667,7 +746,7 @@ safetensors_writer &safetensors_sharded_writer::shard_for(uint64_t nbytes) {
     if (!current_) {
         const std::string p =
             (fs::path(dir_) / fmt::format("model-{:05d}.safetensors.pending", shard_tmp_.size() + 1)).string();
-        current_ = std::make_unique<safetensors_writer>(p, metadata_);
+        current_ = std::make_unique<safetensors_writer>(p, metadata_, header_reserve_);
     }
     return *current_;
 }

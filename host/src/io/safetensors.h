@@ -67,6 +67,12 @@ class safetensors_file {
     // the mapping's pages of that tensor are dropped from this process's memory: reading a model
     // layer by layer then costs one layer of memory, not the file.
     at::Tensor copy_and_drop(const std::string &name, at::ScalarType dtype) const;
+    // The same promise without the copy where the file already holds `dtype` (aligned): a view
+    // of the mapping whose pages are dropped when its storage is freed. Written elements stay
+    // private (copy-on-write) and are undone when it is freed (the bytes on pages it shares with
+    // a neighbour are read back from the file), so a later view shows the file again. A tensor
+    // must not be viewed this way twice at once: the first one freed would undo the other's.
+    at::Tensor view_and_drop(const std::string &name, at::ScalarType dtype) const;
     uint64_t file_size() const;
     uint64_t data_offset() const { return data_offset_; }
 
@@ -98,6 +104,9 @@ class safetensors_model {
     at::Tensor copy_and_drop(const std::string &name, at::ScalarType dtype) const {
         return file_of(name).copy_and_drop(name, dtype);
     }
+    at::Tensor view_and_drop(const std::string &name, at::ScalarType dtype) const {
+        return file_of(name).view_and_drop(name, dtype);
+    }
     const std::vector<std::unique_ptr<safetensors_file>> &files() const { return files_; }
     // The index's "metadata" object (empty when not sharded).
     const std::map<std::string, std::string> &index_metadata() const { return index_metadata_; }
@@ -114,13 +123,17 @@ class safetensors_model {
 };
 
 // Streams tensors to one .safetensors file. The header must come first but its size is only
-// known at the end, so data goes to "<path>.data.partial" as it arrives and finish() writes
-// "<path>.partial" (header, then the data) and renames it to <path>. Memory stays bounded by
-// one tensor. Without finish() the destructor removes the partial files.
+// known at the end. With a header reserve, data goes straight into "<path>.partial" after that
+// many bytes and finish() writes the header in front, padded with spaces to the reserve (the
+// format allows trailing whitespace in the header): each byte is written once. Without one, or
+// when the header outgrows it, the data is copied once more behind the header. finish() renames
+// the result to <path>. Memory stays bounded by one tensor. Without finish() the destructor
+// removes the partial files.
 class safetensors_writer {
   public:
     explicit safetensors_writer(std::string path,
-                                std::map<std::string, std::string> metadata = {{"format", "pt"}});
+                                std::map<std::string, std::string> metadata = {{"format", "pt"}},
+                                uint64_t header_reserve = 0);
     ~safetensors_writer();
     safetensors_writer(const safetensors_writer &) = delete;
     safetensors_writer &operator=(const safetensors_writer &) = delete;
@@ -151,6 +164,9 @@ class safetensors_writer {
     std::vector<entry> entries_;
     std::unordered_map<std::string, size_t> seen_;
     uint64_t data_bytes_ = 0;
+    uint64_t reserve_ = 0;     // header bytes reserved in front of the data (multiple of 8)
+    std::string data_path_;    // where the data is being written
+    uint64_t data_start_ = 0;  // the data's offset in that file
     std::FILE *data_ = nullptr;
     bool finished_ = false;
 };
@@ -163,8 +179,10 @@ class safetensors_sharded_writer {
   public:
     static constexpr uint64_t default_max_shard_bytes = 5000000000ull; // HF's "5GB"
 
+    // header_reserve: per shard, see safetensors_writer (an estimate of the whole header).
     explicit safetensors_sharded_writer(std::string dir, uint64_t max_shard_bytes = default_max_shard_bytes,
-                                        std::map<std::string, std::string> metadata = {{"format", "pt"}});
+                                        std::map<std::string, std::string> metadata = {{"format", "pt"}},
+                                        uint64_t header_reserve = 0);
     ~safetensors_sharded_writer();
 
     void add(const std::string &name, const at::Tensor &t);
@@ -184,6 +202,7 @@ class safetensors_sharded_writer {
     std::string dir_;
     uint64_t max_shard_bytes_;
     std::map<std::string, std::string> metadata_;
+    uint64_t header_reserve_ = 0;
     std::unique_ptr<safetensors_writer> current_;
     std::vector<std::string> shard_tmp_;                       // finished shards' temporary names
     std::vector<std::pair<std::string, size_t>> weight_shard_; // tensor -> shard index

@@ -293,7 +293,16 @@ void causal_lm::save(const std::string &dir, uint64_t max_shard_bytes, const sav
         fail("{}: cannot create directory: {}", dir, ec.message());
     // Layer by layer: a layer that is not resident is read from where it lives, written, and
     // released again, so saving needs one layer of memory.
-    safetensors_sharded_writer writer(dir, max_shard_bytes);
+    // Room for the header in front of each shard, so every byte is written once: an entry is
+    // its name and under 100 bytes of JSON; a transform (the exporter) turns a weight into up to
+    // three tensors (packed, shape, and one more). Too small only costs a copy.
+    uint64_t header_reserve = 1024;
+    for (module *mod : modules())
+        for (const auto &[name, t] : own_state(*mod, false)) {
+            const bool weight = name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+            header_reserve += (name.size() + 100) * (hooks.transform && weight ? 3 : 1);
+        }
+    safetensors_sharded_writer writer(dir, max_shard_bytes, {{"format", "pt"}}, header_reserve);
     // One module's own tensors, through the caller's transform.
     auto write_module = [&](module &mod) {
         std::vector<saved_tensor> own;

@@ -37,7 +37,8 @@ at::Tensor causal_lm::read_param(const std::string &name) {
         at::Tensor t = decompress_(name, dtype_);
         if (t.defined()) return t;
     }
-    return source_->copy_and_drop(name, dtype_);
+    // A layer is read once per onload and dropped on release: the mapped bytes serve as they are.
+    return source_->view_and_drop(name, dtype_);
 }
 
 void causal_lm::layer_onload(size_t i) {

@@ -2,6 +2,7 @@
 
 #include "quant/fake_quant_fast.h"
 #include "quant/float_formats.h"
+#include "quant/minmax_fast.h"
 #include "util/error.h"
 
 #include <spdlog/spdlog.h>
@@ -515,7 +516,7 @@ void observer::observe(const at::Tensor &x, const at::Tensor *g_idx) {
         else spdlog::warn("imatrix_mse: {}; falling back to uniform MSE", why);
     }
     if (mse_) std::tie(mn, mx) = mse_min_max(args_, flat, mse_opts_, imp_flat.defined() ? &imp_flat : nullptr);
-    else {
+    else if (!minmax_last_dim_fast(flat, mn, mx)) {
         mn = at::amin(flat, {0, -1});
         mx = at::amax(flat, {0, -1});
     }
