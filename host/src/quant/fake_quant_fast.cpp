@@ -58,29 +58,72 @@ template <> inline void store<c10::BFloat16>(c10::BFloat16 *o, const float *f, i
     }
 }
 
+// Rows [r0, r1); f is scratch for one group. Nonzero when a quotient is NaN.
+// One value already rounded to X's precision, stored as X.
+template <class X> inline void store_one(X *o, float v) { *o = X(v); }
+template <> inline void store_one<c10::BFloat16>(c10::BFloat16 *o, float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    o->x = static_cast<uint16_t>(u >> 16);
+}
+
+template <class X, class S, class T>
+LLMC_VECTOR_CLONES int run_group_rows(const X *x, int64_t r0, int64_t r1, int64_t cols, int64_t group, const S *s,
+                                      const int8_t *zp, float lo, float hi, X *out, float *fp) {
+    const int64_t groups = cols / group;
+    int bad = 0;
+    // Quantized integers of at most 8 bits are exact in every float dtype: rounding them to S
+    // changes nothing, so the fused loop skips it.
+    const bool exact = std::max(-lo, hi) <= 256.0f;
+    if constexpr (fused_rounding<T> && fused_rounding<S> && fused_rounding<X>) {
+        if (exact) {
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t g = 0; g < groups; ++g) {
+                    const int64_t k = r * groups + g;
+                    const float sf = to_float(s[k]);
+                    const X *xi = x + r * cols + g * group;
+                    X *o = out + r * cols + g * group;
+                    if (zp) {
+                        const float zf = static_cast<float>(zp[k]);
+                        for (int64_t j = 0; j < group; ++j) {
+                            float v = quantize_one<T>(to_float(xi[j]), sf, zf, true, lo, hi, bad);
+                            v = round_to_finite<X>(round_to_finite<S>(round_to_finite<S>(v - zf) * sf));
+                            store_one(o + j, v);
+                        }
+                    } else {
+                        for (int64_t j = 0; j < group; ++j) {
+                            float v = quantize_one<T>(to_float(xi[j]), sf, 0.0f, false, lo, hi, bad);
+                            v = round_to_finite<X>(round_to_finite<S>(v * sf));
+                            store_one(o + j, v);
+                        }
+                    }
+                }
+            return bad;
+        }
+    }
+    for (int64_t r = r0; r < r1; ++r)
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t k = r * groups + g;
+            const float sf = to_float(s[k]);
+            const float zf = zp ? static_cast<float>(zp[k]) : 0.0f; // int8: exact in every float dtype
+            bad |= quantize_group<X, T>(x + r * cols + g * group, group, sf, zf, zp != nullptr, lo, hi, fp);
+            for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j]);
+            if (zp)
+                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j] - zf);
+            for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<X>(round_to_finite<S>(fp[j] * sf));
+            store(out + r * cols + g * group, fp, group);
+        }
+    return bad;
+}
+
 template <class X, class S, class T>
 bool run_groups(const X *x, int64_t rows, int64_t cols, int64_t group, const S *s, const int8_t *zp, float lo,
                 float hi, X *out) {
-    const int64_t groups = cols / group;
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(cols, 1));
     std::atomic<bool> nan{false};
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> f(static_cast<size_t>(group));
-        float *fp = f.data();
-        int bad = 0;
-        for (int64_t r = r0; r < r1; ++r)
-            for (int64_t g = 0; g < groups; ++g) {
-                const int64_t k = r * groups + g;
-                const float sf = to_float(s[k]);
-                const float zf = zp ? static_cast<float>(zp[k]) : 0.0f; // int8: exact in every float dtype
-                bad |= quantize_group<X, T>(x + r * cols + g * group, group, sf, zf, zp != nullptr, lo, hi, fp);
-                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j]);
-                if (zp)
-                    for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<S>(fp[j] - zf);
-                for (int64_t j = 0; j < group; ++j) fp[j] = round_to_finite<X>(round_to_finite<S>(fp[j] * sf));
-                store(out + r * cols + g * group, fp, group);
-            }
-        if (bad) nan = true;
+        if (run_group_rows<X, S, T>(x, r0, r1, cols, group, s, zp, lo, hi, out, f.data())) nan = true;
     });
     return !nan;
 }

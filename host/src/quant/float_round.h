@@ -9,6 +9,16 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+
+// The fast paths' hot loops are built twice on x86-64, for AVX2 and for the baseline, and the
+// loader picks one for the CPU (GCC's target_clones): twice the lanes where the CPU has them,
+// and the same bits, as no FMA contraction is allowed (ISO C++ mode keeps -ffp-contract=off).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LLMC_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LLMC_VECTOR_CLONES
+#endif
 
 namespace llmc::quant {
 
@@ -41,10 +51,30 @@ template <> inline float to_float<c10::BFloat16>(c10::BFloat16 v) {
 // even, keeping -0 as round() does (valid for |f| < 2^22, which the clamp ensures). T is the
 // computation dtype. Returns nonzero when a quotient is NaN: callers hand those to the generic
 // path, whose NaN bits they do not replay.
+// One value through quantize_group's steps, for computation dtypes whose rounding vectorizes
+// (float, bf16): the fused loops keep it in registers instead of a pass per step.
+template <class T> inline float quantize_one(float xv, float s, float z, bool has_zp, float lo, float hi, int &bad) {
+    const float magic = 12582912.0f; // 1.5 * 2^23
+    float v = xv / s;
+    bad |= v != v;
+    v = round_to_finite<T>(v);
+    if (has_zp) v = round_to_finite<T>(v + z);
+    v = std::min(std::max(v, lo), hi);
+    return std::copysign((v + magic) - magic, v);
+}
+template <class T> constexpr bool fused_rounding = !std::is_same<T, c10::Half>::value;
+
 template <class X, class T>
 inline int quantize_group(const X *x, int64_t n, float s, float z, bool has_zp, float lo, float hi, float *f) {
     const float magic = 12582912.0f; // 1.5 * 2^23
     int bad = 0;
+    if constexpr (fused_rounding<T>) {
+        if (has_zp)
+            for (int64_t j = 0; j < n; ++j) f[j] = quantize_one<T>(to_float(x[j]), s, z, true, lo, hi, bad);
+        else
+            for (int64_t j = 0; j < n; ++j) f[j] = quantize_one<T>(to_float(x[j]), s, 0.0f, false, lo, hi, bad);
+        return bad;
+    }
     for (int64_t j = 0; j < n; ++j) f[j] = to_float(x[j]) / s;
     for (int64_t j = 0; j < n; ++j) bad |= f[j] != f[j];
     for (int64_t j = 0; j < n; ++j) f[j] = round_to_finite<T>(f[j]);

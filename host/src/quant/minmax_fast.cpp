@@ -1,5 +1,7 @@
 #include "quant/minmax_fast.h"
 
+#include "quant/float_round.h"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -31,35 +33,38 @@ template <> struct bits_of<c10::Half> {
     static constexpr S magnitude = 0x7FFF, inf = 0x7C00;
 };
 
-template <class T> void run(const T *x, int64_t rows, int64_t k, T *mn, T *mx) {
+// Rows [r0, r1) of x [rows, k].
+template <class T> LLMC_VECTOR_CLONES void minmax_rows(const T *x, int64_t r0, int64_t r1, int64_t k, T *mn, T *mx) {
     using B = bits_of<T>;
     using S = typename B::S;
     static_assert(sizeof(S) == sizeof(T), "bits");
     constexpr int shift = 8 * sizeof(S) - 1;
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k, 1));
-    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const S *p = reinterpret_cast<const S *>(x + r * k);
-            S lo = std::numeric_limits<S>::max(), hi = std::numeric_limits<S>::min();
-            S nan = 0;
-            for (int64_t j = 0; j < k; ++j) {
-                const S u = p[j];
-                const S key = static_cast<S>(u ^ ((u >> shift) & B::magnitude));
-                lo = key < lo ? key : lo;
-                hi = key > hi ? key : hi;
-                nan |= static_cast<S>((u & B::magnitude) > B::inf);
-            }
-            S out_lo = static_cast<S>(lo ^ ((lo >> shift) & B::magnitude));
-            S out_hi = static_cast<S>(hi ^ ((hi >> shift) & B::magnitude));
-            if (nan) {
-                const T q = std::numeric_limits<T>::quiet_NaN();
-                std::memcpy(&out_lo, &q, sizeof(S));
-                out_hi = out_lo;
-            }
-            std::memcpy(mn + r, &out_lo, sizeof(S)); // an element of x, or NaN
-            std::memcpy(mx + r, &out_hi, sizeof(S));
+    for (int64_t r = r0; r < r1; ++r) {
+        const S *p = reinterpret_cast<const S *>(x + r * k);
+        S lo = std::numeric_limits<S>::max(), hi = std::numeric_limits<S>::min();
+        S nan = 0;
+        for (int64_t j = 0; j < k; ++j) {
+            const S u = p[j];
+            const S key = static_cast<S>(u ^ ((u >> shift) & B::magnitude));
+            lo = key < lo ? key : lo;
+            hi = key > hi ? key : hi;
+            nan |= static_cast<S>((u & B::magnitude) > B::inf);
         }
-    });
+        S out_lo = static_cast<S>(lo ^ ((lo >> shift) & B::magnitude));
+        S out_hi = static_cast<S>(hi ^ ((hi >> shift) & B::magnitude));
+        if (nan) {
+            const T q = std::numeric_limits<T>::quiet_NaN();
+            std::memcpy(&out_lo, &q, sizeof(S));
+            out_hi = out_lo;
+        }
+        std::memcpy(mn + r, &out_lo, sizeof(S)); // an element of x, or NaN
+        std::memcpy(mx + r, &out_hi, sizeof(S));
+    }
+}
+
+template <class T> void run(const T *x, int64_t rows, int64_t k, T *mn, T *mx) {
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(k, 1));
+    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { minmax_rows(x, r0, r1, k, mn, mx); });
 }
 
 } // namespace

@@ -23,11 +23,69 @@ namespace {
 // the generic path; it saves the int8, int32 and shifted temporaries, their passes and their
 // page faults. Returns an undefined tensor when a quotient is NaN (the generic path decides what
 // that means).
+// Rows [r0, r1) into their packed words; f and u are scratch for one row. Nonzero when a quotient
+// is NaN.
+template <class X, class S, class T>
+LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
+                                           bool per_row, const S *sp, const float *zpp, float lo, float hi,
+                                           float offset, int bits, int64_t words, uint32_t *op, float *f,
+                                           uint32_t *u) {
+    const int64_t groups = cols / group;
+    int bad = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        const X *in = xp + r * cols;
+        if constexpr (fused_rounding<T>) {
+            // Straight to the unsigned codes, without the float row in between.
+            for (int64_t g = 0; g < groups; ++g) {
+                const int64_t k = per_row ? r * groups + g : 0;
+                const float s = to_float(sp[k]);
+                const X *xi = in + g * group;
+                uint32_t *ui = u + g * group;
+                if (zpp) {
+                    const float z = zpp[k];
+                    for (int64_t j = 0; j < group; ++j)
+                        ui[j] = static_cast<uint32_t>(
+                            static_cast<int32_t>(quantize_one<T>(to_float(xi[j]), s, z, true, lo, hi, bad) + offset));
+                } else {
+                    for (int64_t j = 0; j < group; ++j)
+                        ui[j] = static_cast<uint32_t>(static_cast<int32_t>(
+                            quantize_one<T>(to_float(xi[j]), s, 0.0f, false, lo, hi, bad) + offset));
+                }
+            }
+        } else {
+            for (int64_t g = 0; g < groups; ++g) {
+                const int64_t k = per_row ? r * groups + g : 0;
+                const float s = to_float(sp[k]);
+                const float z = zpp ? zpp[k] : 0.0f;
+                bad |= quantize_group<X, T>(in + g * group, group, s, z, zpp != nullptr, lo, hi, f + g * group);
+            }
+            for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
+        }
+        uint32_t *row = op + r * words;
+        if (bits == 4 && cols % 8 == 0) {
+            for (int64_t w = 0; w < words; ++w) {
+                const uint32_t *e = u + w * 8;
+                row[w] = e[0] | e[1] << 4 | e[2] << 8 | e[3] << 12 | e[4] << 16 | e[5] << 20 | e[6] << 24 |
+                         e[7] << 28;
+            }
+            continue;
+        }
+        std::fill(row, row + words, 0u);
+        for (int64_t i = 0; i < cols; ++i) {
+            const uint64_t bit = static_cast<uint64_t>(i) * bits;
+            const int64_t w = static_cast<int64_t>(bit / 32);
+            const unsigned off = bit % 32;
+            row[w] |= u[i] << off;
+            if (off + bits > 32) row[w + 1] |= u[i] >> (32 - off); // spill into the next word
+        }
+    }
+    return bad;
+}
+
 template <class X, class S, class T>
 at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
                               int bits) {
     const int64_t rows = x.size(0), cols = x.size(1), words = packed_words(cols, bits);
-    const int64_t groups = cols / group;
     const bool per_row = scale.numel() != 1;
     at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
     if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
@@ -44,35 +102,9 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> f(static_cast<size_t>(cols));
         std::vector<uint32_t> u(static_cast<size_t>(cols));
-        int bad = 0;
-        for (int64_t r = r0; r < r1; ++r) {
-            const X *in = xp + r * cols;
-            for (int64_t g = 0; g < groups; ++g) {
-                const int64_t k = per_row ? r * groups + g : 0;
-                const float s = to_float(sp[k]);
-                const float z = zpp ? zpp[k] : 0.0f;
-                bad |= quantize_group<X, T>(in + g * group, group, s, z, zpp != nullptr, lo, hi, f.data() + g * group);
-            }
-            for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
-            uint32_t *row = op + r * words;
-            if (bits == 4 && cols % 8 == 0) {
-                for (int64_t w = 0; w < words; ++w) {
-                    const uint32_t *e = u.data() + w * 8;
-                    row[w] = e[0] | e[1] << 4 | e[2] << 8 | e[3] << 12 | e[4] << 16 | e[5] << 20 | e[6] << 24 |
-                             e[7] << 28;
-                }
-                continue;
-            }
-            std::fill(row, row + words, 0u);
-            for (int64_t i = 0; i < cols; ++i) {
-                const uint64_t bit = static_cast<uint64_t>(i) * bits;
-                const int64_t w = static_cast<int64_t>(bit / 32);
-                const unsigned off = bit % 32;
-                row[w] |= u[i] << off;
-                if (off + bits > 32) row[w + 1] |= u[i] >> (32 - off); // spill into the next word
-            }
-        }
-        if (bad) nan = true;
+        if (quantize_pack_range<X, S, T>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits, words,
+                                         op, f.data(), u.data()))
+            nan = true;
     });
     return nan ? at::Tensor() : out;
 }
