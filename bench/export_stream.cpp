@@ -4,7 +4,10 @@
 // both measured in the same run and both page-cache warm (the checkpoint is read once before
 // any timing; a cold cache cannot be forced without root). llmc does not fsync, so neither does
 // the baseline; sync() runs before each timed side so neither waits on the other's writeback. Prints GB/s of input (1 GB = 1e9 bytes), the ratio llmc/baseline and llmc's peak
-// RSS; each side runs --runs times and the median is reported.
+// RSS; each side runs --runs times and the median is reported. llmc's time is also split: the
+// process start-up (LibTorch's libraries and static initialisation, a constant whatever the
+// model: the median time of `llmc-host --help`) and the pipeline itself (load + calibration +
+// save from the run report), so both ratios are printed.
 //   bench-export-stream [--work DIR] [--runs N] [--dtype bfloat16|float32] [--threads N]
 #include "io/safetensors.h"
 
@@ -201,7 +204,7 @@ int main(int argc, char **argv) {
         args.push_back(std::to_string(threads));
     }
     const std::string log = (work / "llmc-host.log").string();
-    std::vector<double> base_s, llmc_s, rss;
+    std::vector<double> base_s, llmc_s, rss, pipeline_s, startup_s;
     uint64_t output = 0;
     nlohmann::json phases;
     for (int r = 0; r < runs; ++r) {
@@ -216,6 +219,10 @@ int main(int argc, char **argv) {
         rss.push_back(c.peak_rss_mib);
         output = safetensors_bytes(out_dir / "llmc");
         phases = nlohmann::json::parse(std::ifstream(out_dir / "llmc" / "run_report.json"))["phases_s"];
+        double p = 0;
+        for (const auto &[k, v] : phases.items()) p += v.get<double>();
+        pipeline_s.push_back(p);
+        startup_s.push_back(run_child({LLMC_HOST_EXE, "--help"}, (work / "version.log").string()).seconds);
         fs::remove_all(out_dir / "llmc"); // its dirty pages must not slow the baseline's writes
 
         const fs::path bfile = out_dir / "baseline.safetensors";
@@ -240,6 +247,10 @@ int main(int argc, char **argv) {
     std::printf("%-10s %10.2f %12.3f %14s\n", "baseline", b, input / 1e9 / b, "-");
     std::printf("%-10s %10.2f %12.3f %14.0f\n", "llmc", l, input / 1e9 / l, median(rss));
     std::printf("ratio llmc/baseline (throughput): %.3f\n", b / l);
+    const double p = median(pipeline_s), st = median(startup_s);
+    std::printf("llmc start-up alone (llmc-host --help): %.2f s; pipeline (load + calibration + save): %.2f s = "
+                "%.3f GB/s of input, ratio to baseline %.3f\n",
+                st, p, input / 1e9 / p, b / p);
     std::printf("llmc phases of the last run (s): %s\n", phases.dump().c_str());
     std::printf("all runs (s): baseline");
     for (double s : base_s) std::printf(" %.2f", s);

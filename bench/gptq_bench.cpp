@@ -154,6 +154,10 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
     t0 = clock_type::now();
     const llmc_gptq::hessian_factor f = llmc_gptq::factor_hessian(H.clone(), /*act_order=*/true, 0.01);
     const double t_factor = since(t0);
+    t0 = clock_type::now();
+    const llmc_gptq::hessian_factor fv =
+        llmc_gptq::factor_hessian(H.clone(), /*act_order=*/true, 0.01, llmc_gptq::factor_method::cholesky_only);
+    const double t_factor_v = since(t0);
     if (f.fell_back || f_ref.fell_back) std::printf("  warning: a factorization fell back to RTN\n");
     const double u_diff = (f.hinv - f_ref.hinv).abs().max().item<double>() / f_ref.hinv.abs().max().item<double>();
     const at::Tensor g_idx = at::div(at::arange(c, at::kLong), 128, "floor").index_select(0, f.perm).contiguous();
@@ -203,14 +207,17 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
         int64_t calls = 0;
         at::Tensor W;
     };
-    auto best_of = [&](bool native, const at::Tensor &hinv) {
+    // 0: the reference, 1: native from U, 2: native from V = U⁻¹ (the plugin's).
+    auto best_of = [&](int kind, const at::Tensor &hinv) {
         run best;
         for (int t : {1, threads}) {
             at::set_num_threads(t);
             at::Tensor Wt = W0.clone();
             calls = 0;
             const auto t0 = clock_type::now();
-            const double loss = native ? llmc_gptq::sweep(Wt, hinv, fq) : llmc_gptq::sweep_reference(Wt, hinv, fq_ref);
+            const double loss = kind == 2   ? llmc_gptq::sweep_inverse_factor(Wt, hinv, fq)
+                                : kind == 1 ? llmc_gptq::sweep(Wt, hinv, fq)
+                                            : llmc_gptq::sweep_reference(Wt, hinv, fq_ref);
             const double s = since(t0);
             if (s < best.seconds) best = {s, loss, t, calls.load(), Wt};
             if (t == threads) break;
@@ -218,21 +225,25 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
         at::set_num_threads(threads);
         return best;
     };
-    const run native = best_of(true, f.hinv), ref = best_of(false, f_ref.hinv);
+    const run native = best_of(1, f.hinv), ref = best_of(0, f_ref.hinv), plugin = best_of(2, fv.hinv_inverse);
     // The sweeps on the same factor must agree bit for bit (this also checks the host's scalar
     // fake_quantize against the torch ops); the factors differ only by rounding.
     at::Tensor Wsame = W0.clone();
     const double loss_same = llmc_gptq::sweep(Wsame, f_ref.hinv, fq);
     const double t_native = native.seconds, t_ref = ref.seconds;
     const double changed = (native.W != ref.W).sum().item<double>() / static_cast<double>(native.W.numel());
-    char buf[768];
+    const double changed_v = (plugin.W != ref.W).sum().item<double>() / static_cast<double>(plugin.W.numel());
+    char buf[1024];
     std::snprintf(buf, sizeof buf,
                   "  check, same factor: max |W_native - W_reference| = %.3g, loss %.9g vs %.9g\n"
                   "  check, plugin's factor: max |U - U_reference| / max |U_reference| = %.3g; loss %.6g vs %.6g; "
                   "%.3g%% of weights differ\n"
+                  "  check, plugin's route (V = U^-1): loss %.6g vs %.6g; %.3g%% of weights differ, max |W - W_ref| "
+                  "%.3g\n"
                   "  best runs at %d vs %d thread(s); fake_quantize calls %lld vs %lld",
                   (Wsame - ref.W).abs().max().item<double>(), loss_same, ref.loss, u_diff, native.loss, ref.loss,
-                  100.0 * changed, native.threads, ref.threads, static_cast<long long>(native.calls),
+                  100.0 * changed, plugin.loss, ref.loss, 100.0 * changed_v, (plugin.W - ref.W).abs().max().item<double>(),
+                  native.threads, ref.threads, static_cast<long long>(native.calls),
                   static_cast<long long>(ref.calls));
     note = buf;
 
@@ -248,17 +259,24 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
     out.push_back({"solve: factor, chol -> chol_inverse -> chol (baseline)", t_factor_ref, f_factor_ref, 1.0});
     out.push_back({std::string("solve: factor, reversed chol -> ") + (llmc_gptq::have_lapack_trtri() ? "strtri" : "trsm"),
                    t_factor, f_factor, t_factor_ref / t_factor});
+    out.push_back({"solve: factor, reversed chol only (V = U^-1, plugin)", t_factor_v, cd * cd * cd / 3.0,
+                   t_factor_ref / t_factor_v});
     out.push_back({"solve: sweep, reference op by op (best)", t_ref, f_sweep, 1.0});
-    out.push_back({"solve: sweep, native row tasks (best)", t_native, f_sweep, t_ref / t_native});
+    out.push_back({"solve: sweep, native row tasks from U (best)", t_native, f_sweep, t_ref / t_native});
+    out.push_back({"solve: sweep, native row tasks from V (plugin, best)", plugin.seconds, f_sweep,
+                   t_ref / plugin.seconds});
     out.push_back({"solve total, reference (baseline)", t_factor_ref + t_ref, f_factor_ref + f_sweep, 1.0});
-    out.push_back({"solve total, native (ratio = speedup)", t_factor + t_native, f_factor + f_sweep,
+    out.push_back({"solve total, native from U (ratio = speedup)", t_factor + t_native, f_factor + f_sweep,
                    (t_factor_ref + t_ref) / (t_factor + t_native)});
+    const double t_plugin = t_factor_v + plugin.seconds;
+    out.push_back({"solve total, plugin from V (ratio = speedup)", t_plugin, cd * cd * cd / 3.0 + f_sweep,
+                   (t_factor_ref + t_ref) / t_plugin});
     if (shared > 1) {
         // Modules sharing a Hessian share its factor (q/k/v): the reference factors it per module.
         const double k = static_cast<double>(shared), ref_k = k * (t_factor_ref + t_ref),
-                     nat_k = t_factor + k * t_native;
+                     nat_k = t_factor_v + k * plugin.seconds;
         out.push_back({"solve q/k/v, reference: 3 x total (derived)", ref_k, k * (f_factor_ref + f_sweep), 1.0});
-        out.push_back({"solve q/k/v, native: 1 factor + 3 sweeps (derived)", nat_k, f_factor + k * f_sweep,
+        out.push_back({"solve q/k/v, plugin: 1 factor + 3 sweeps (derived)", nat_k, cd * cd * cd / 3.0 + k * f_sweep,
                        ref_k / nat_k});
     }
     return out;

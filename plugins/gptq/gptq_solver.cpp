@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <dlfcn.h>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace llmc_gptq {
 
 #ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
 extern "C" void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info);
+extern "C" void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
 #endif
 
 bool have_lapack_trtri() {
@@ -66,6 +68,38 @@ hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_fra
     diag = at::Tensor();
     const int64_t n = H.size(0);
     bool ok = false;
+    if (method == factor_method::cholesky_only) {
+        // V = U⁻¹ = J·L·J with J·H·J = L·Lᵀ (see below): upper, and no inverse to take.
+        H = H.contiguous();
+        reverse_both(H);
+        at::Tensor L;
+#ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
+        // In place, without ATen's column-major copies: row-major lower L is column-major
+        // upper, what spotrf("U") leaves (the other triangle keeps H; triu_ clears it below).
+        {
+            const int nn = static_cast<int>(n);
+            int info = 0;
+            spotrf_("U", &nn, H.data_ptr<float>(), &nn, &info);
+            ok = info == 0;
+            L = H;
+        }
+#else
+        ok = cholesky(H, false, L);
+        if (ok) L = L.contiguous();
+#endif
+        H = at::Tensor();
+        if (ok) {
+            reverse_both(L);
+            L.triu_();
+            ok = at::isfinite(L).all().item<bool>();
+        }
+        if (ok) f.hinv_inverse = L;
+        if (!ok) {
+            f.fell_back = true;
+            f.hinv_inverse = at::eye(n, at::kFloat);
+        }
+        return f;
+    }
     if (method == factor_method::inverse_cholesky) {
         at::Tensor L, U;
         ok = cholesky(H, false, L) && cholesky(at::cholesky_inverse(L), true, U);
@@ -206,6 +240,55 @@ double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const s
             if (i2 < c) W.slice(1, i2).addmm_(Err, U.slice(0, i1, i2).slice(1, i2), 1.0, -1.0);
         }
     }
+    double loss = 0;
+    for (double l : losses) loss += l;
+    return loss / 2;
+}
+
+double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const column_fn &fq,
+                            const sweep_options &opt) {
+    TORCH_CHECK(W.scalar_type() == at::kFloat && W.is_contiguous() && W.dim() == 2,
+                "sweep_inverse_factor: W must be fp32 [r, c]");
+    const int64_t r = W.size(0), c = W.size(1), B = std::max<int64_t>(1, opt.block_size);
+    const at::Tensor V = hinv_inverse.to(at::kFloat).contiguous();
+    TORCH_CHECK(V.dim() == 2 && V.size(0) == c && V.size(1) == c, "sweep_inverse_factor: V must be [c, c]");
+    // The diagonal blocks of U = V⁻¹ are the inverses of V's diagonal blocks (both upper).
+    std::vector<at::Tensor> Ubb;
+    for (int64_t i1 = 0; i1 < c; i1 += B) {
+        const int64_t n = std::min(i1 + B, c) - i1;
+        const at::Tensor Vbb = V.slice(0, i1, i1 + n).slice(1, i1, i1 + n);
+        Ubb.push_back(at::linalg_solve_triangular(Vbb, at::eye(n, at::kFloat), /*upper=*/true).contiguous());
+    }
+    const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+    const int64_t task =
+        opt.rows_per_task > 0 ? opt.rows_per_task : std::max<int64_t>(256, (r + threads - 1) / threads);
+    const int64_t tasks = (r + task - 1) / task;
+    std::vector<double> losses(static_cast<size_t>(r), 0.0);
+    float *Wp = W.data_ptr<float>();
+    static const openblas_threads blas;
+    std::optional<single_threaded_blas> one;
+    if (blas.set != nullptr && tasks > 1 && threads > 1) one.emplace(blas);
+    at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t rb = t * task, re = std::min(r, (t + 1) * task), R = re - rb;
+            at::Tensor Wt = W.slice(0, rb, re);
+            // D_prev · V[prev, later]; the first block's update sets it (beta 0 reads nothing).
+            at::Tensor A = at::empty({R, c}, at::kFloat);
+            at::Tensor Err = at::empty({R, B}, at::kFloat), D = at::empty({R, B}, at::kFloat);
+            for (int64_t i1 = 0, b = 0; i1 < c; i1 += B, ++b) {
+                const int64_t i2 = std::min(i1 + B, c), n = i2 - i1;
+                at::Tensor Wb = Wt.slice(1, i1, i2);
+                at::Tensor Db = n == B ? D : D.slice(1, 0, n);
+                Db.copy_(Wb); // W_orig of the block
+                if (b > 0) Wb.addmm_(A.slice(1, i1, i2), Ubb[static_cast<size_t>(b)]);
+                const at::Tensor E = n == B ? Err : at::empty({R, n}, at::kFloat);
+                sweep_rows(Wp, c, i1, n, rb, re, Ubb[static_cast<size_t>(b)].data_ptr<float>(), n,
+                           E.data_ptr<float>(), losses.data(), fq);
+                Db.sub_(Wb); // W_orig - Q
+                if (i2 < c) A.slice(1, i2).addmm_(Db, V.slice(0, i1, i2).slice(1, i2), b > 0 ? 1.0 : 0.0, 1.0);
+            }
+        }
+    });
     double loss = 0;
     for (double l : losses) loss += l;
     return loss / 2;

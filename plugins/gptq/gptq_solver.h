@@ -16,6 +16,8 @@ struct hessian_factor {
     at::Tensor perm; // int64 [c]: columns by descending diag(H) (act-order); undefined otherwise
     at::Tensor dead; // bool [c], sweep order: diag(H) == 0 (those weight columns are zeroed)
     at::Tensor hinv; // fp32 [c, c], sweep order: upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU)
+    // factor_method::cholesky_only gives V = U⁻¹ (fp32 [c, c], upper) here instead, and no hinv.
+    at::Tensor hinv_inverse;
     bool fell_back = false; // factorization failed: U = I, i.e. round-to-nearest
 };
 
@@ -26,6 +28,8 @@ enum class factor_method {
     reversed_cholesky,
     // cholesky -> cholesky_inverse -> upper cholesky, as llm-compressor writes it: 4n³/3 flops.
     inverse_cholesky,
+    // V = U⁻¹ = J·cholesky(J·H·J)·J only, n³/3 flops, for sweep_inverse_factor.
+    cholesky_only,
 };
 
 // Steps 3, 7 and 8: permute (stable descending sort of the diagonal), dead columns get
@@ -58,6 +62,17 @@ struct sweep_options {
 // reference (see sweep_options::whole_rows). Bit for bit the reference's results.
 double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const sweep_options &opt = {});
 
+// Step 9 from V = U⁻¹ (hessian_factor::hinv_inverse), which needs no triangular inverse of the
+// whole factor. With D = W_orig - Q over the columns already done, block B starts from
+//   W_B = W_orig_B + (D_prev · V[prev, B]) · U_BB,   U_BB = V_BB⁻¹ (128 x 128 inverses),
+// the same as the reference's W_B = W_orig_B - Err_prev · U[prev, B], since
+// U[prev, B] = -U[prev, prev] · V[prev, B] · U_BB and Err_prev · U[prev, prev] = D_prev. The
+// lazy update D_B · V[B, later] costs what the reference's Err_B · U[B, later] costs; the column
+// loop is sweep's. Same algorithm, other rounding: the results match the reference to rounding
+// (a quantized value can land on the neighbouring level where the reference's sits on a tie).
+// Row tasks run in parallel as in sweep; needs r x c floats more memory for the accumulator.
+double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const column_fn &fq,
+                            const sweep_options &opt = {});
 // The same step written as the reference writes it, one small tensor op after another per
 // column: the benchmark's baseline and the tests' oracle.
 double sweep_reference(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, int64_t block_size = 128);

@@ -101,3 +101,65 @@ TEST(GptqSolver, NativeSweepMatchesReferenceBitForBit) {
     }
     at::set_num_threads(threads);
 }
+
+// The plugin's route: V = U⁻¹ from one Cholesky (cholesky_only), swept by sweep_inverse_factor.
+// V is upper and inverts the reference's U; the sweep is the same algorithm with other rounding,
+// so its result matches the reference to rounding: a handful of values on the neighbouring
+// level, the loss equal to float precision. Sizes are not multiples of the block or task size.
+TEST(GptqSolver, InverseFactorSweepMatchesReferenceToRounding) {
+    at::manual_seed(12);
+    const int64_t rows = 300, cols = 320;
+    const at::Tensor H = make_hessian(cols, 640, 2);
+    const at::Tensor scale = at::rand({rows}) * 0.01 + 0.002;
+    const llmc_gptq::column_fn fq = [&](const at::Tensor &col, int64_t, int64_t rb) {
+        return round_column(col, scale, rb);
+    };
+    const int threads = at::get_num_threads();
+    at::set_num_threads(2);
+    for (bool act_order : {false, true}) {
+        const auto ref = llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::inverse_cholesky);
+        const auto fv = llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::cholesky_only);
+        ASSERT_FALSE(fv.fell_back);
+        ASSERT_FALSE(fv.hinv.defined());
+        const at::Tensor &V = fv.hinv_inverse;
+        EXPECT_EQ(V.tril(-1).abs().max().item<float>(), 0.0f); // upper triangular
+        EXPECT_TRUE(at::equal(fv.dead, ref.dead));
+        if (act_order) EXPECT_TRUE(at::equal(fv.perm, ref.perm));
+        const at::Tensor I = at::eye(cols, at::kDouble);
+        EXPECT_LT((V.to(at::kDouble).mm(ref.hinv.to(at::kDouble)) - I).abs().max().item<double>(), 1e-3);
+
+        at::Tensor W0 = llmc_gptq::to_sweep_order(at::randn({rows, cols}) * 0.02, ref);
+        llmc_gptq::zero_dead(W0, ref);
+        at::Tensor Wr = W0.clone(), W = W0.clone();
+        const double loss_ref = llmc_gptq::sweep_reference(Wr, ref.hinv, fq, 64);
+        llmc_gptq::sweep_options opt;
+        opt.block_size = 64;
+        opt.rows_per_task = 70;
+        const double loss = llmc_gptq::sweep_inverse_factor(W, V, fq, opt);
+        const double differ = (W != Wr).sum().item<double>() / static_cast<double>(W.numel());
+        EXPECT_LT(differ, 1e-3) << "act_order " << act_order;
+        // A differing value is one level away: at most one step of its row's scale.
+        EXPECT_TRUE(((W - Wr).abs() <= scale.unsqueeze(1) * 1.001).all().item<bool>());
+        EXPECT_NEAR(loss, loss_ref, 1e-4 * std::abs(loss_ref));
+        // Every value is on its row's grid (what fq returns), and dead columns stay zero.
+        EXPECT_TRUE(at::allclose(W, at::round(W / scale.unsqueeze(1)) * scale.unsqueeze(1), 0, 1e-6));
+        EXPECT_EQ(W.index_select(1, at::nonzero(fv.dead).flatten()).abs().sum().item<float>(), 0.0f);
+    }
+    at::set_num_threads(threads);
+}
+
+// A failed factorization gives V = I, and the sweep from it is round-to-nearest, as from U = I.
+TEST(GptqSolver, InverseFactorFallbackIsRoundToNearest) {
+    at::Tensor H = at::eye(16);
+    H[3][3] = -5.0;
+    const auto f = llmc_gptq::factor_hessian(H, false, 0.01, llmc_gptq::factor_method::cholesky_only);
+    EXPECT_TRUE(f.fell_back);
+    EXPECT_TRUE(at::equal(f.hinv_inverse, at::eye(16)));
+    const at::Tensor scale = at::full({5}, 0.01);
+    const llmc_gptq::column_fn fq = [&](const at::Tensor &col, int64_t, int64_t rb) {
+        return round_column(col, scale, rb);
+    };
+    at::Tensor W = at::randn({5, 16}) * 0.02, Wr = W.clone();
+    llmc_gptq::sweep_inverse_factor(W, f.hinv_inverse, fq);
+    EXPECT_TRUE(at::equal(W, at::round(at::clamp(Wr / 0.01, -8, 7)) * 0.01));
+}
