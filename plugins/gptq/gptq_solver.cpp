@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <dlfcn.h>
 #include <cstring>
 #include <optional>
@@ -53,12 +55,108 @@ bool invert_lower(at::Tensor &L) {
 
 } // namespace
 
+namespace {
+
+// cholesky_only: V = U⁻¹ = J·L·J with J·P·H·P·J = L·Lᵀ (P the act-order permutation, J the
+// reversal; see reversed_cholesky below for why), with as few passes over the n² matrix as the
+// Cholesky leaves: one gather for P and J together, the factor in place, one pass that reverses,
+// clears the lower triangle and checks for non-finite values.
+void factor_cholesky_only(at::Tensor H, double dampening_frac, hessian_factor &f) {
+    H = H.to(at::kFloat).contiguous();
+    const int64_t n = H.size(0);
+    std::vector<int64_t> order(static_cast<size_t>(n)); // reversed position -> original column
+    const int64_t *perm = f.perm.defined() ? f.perm.data_ptr<int64_t>() : nullptr;
+    for (int64_t i = 0; i < n; ++i) order[i] = perm ? perm[n - 1 - i] : n - 1 - i;
+    at::Tensor G = at::empty({n, n}, at::kFloat);
+    {
+        const float *src = H.data_ptr<float>();
+        float *dst = G.data_ptr<float>();
+        at::parallel_for(0, n, 16, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) {
+                const float *row = src + order[i] * n;
+                float *out = dst + i * n;
+                for (int64_t j = 0; j < n; ++j) out[j] = row[order[j]];
+            }
+        });
+    }
+    H = at::Tensor();
+    // Dead columns and damping on the diagonal, in sweep order as the reference has it (the
+    // mean sums the same values in the same order).
+    float *g = G.data_ptr<float>();
+    at::Tensor diag = at::empty({n}, at::kFloat);
+    float *d = diag.data_ptr<float>();
+    for (int64_t k = 0; k < n; ++k) d[k] = g[(n - 1 - k) * (n + 1)];
+    f.dead = diag == 0;
+    diag.masked_fill_(f.dead, 1.0);
+    diag.add_(dampening_frac * at::mean(diag));
+    for (int64_t k = 0; k < n; ++k) g[(n - 1 - k) * (n + 1)] = d[k];
+
+    bool ok = false;
+    at::Tensor L;
+#ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
+    // In place, without ATen's column-major copies: row-major lower L is column-major upper,
+    // what spotrf("U") leaves; the other triangle keeps G (cleared below).
+    {
+        const int nn = static_cast<int>(n);
+        int info = 0;
+        spotrf_("U", &nn, g, &nn, &info);
+        ok = info == 0;
+        L = G;
+    }
+#else
+    ok = cholesky(G, false, L);
+    if (ok) L = L.contiguous();
+#endif
+    G = at::Tensor();
+    if (ok) {
+        // V[i][j] = L[n-1-i][n-1-j] for j >= i, else 0: rows i and n-1-i trade places.
+        float *p = L.data_ptr<float>();
+        std::atomic<bool> finite{true};
+        at::parallel_for(0, (n + 1) / 2, 16, [&](int64_t i0, int64_t i1) {
+            std::vector<float> buf(static_cast<size_t>(n));
+            bool good = true;
+            for (int64_t a = i0; a < i1; ++a) {
+                const int64_t b = n - 1 - a;
+                float *ra = p + a * n, *rb = p + b * n;
+                std::memcpy(buf.data(), ra, sizeof(float) * n);
+                for (int64_t j = 0; j < n; ++j) {
+                    const float v = j >= a ? rb[n - 1 - j] : 0.0f;
+                    good = good && std::isfinite(v);
+                    ra[j] = v;
+                }
+                if (b != a)
+                    for (int64_t j = 0; j < n; ++j) {
+                        const float v = j >= b ? buf[n - 1 - j] : 0.0f;
+                        good = good && std::isfinite(v);
+                        rb[j] = v;
+                    }
+            }
+            if (!good) finite = false;
+        });
+        ok = finite;
+    }
+    if (ok) f.hinv_inverse = L;
+    else {
+        f.fell_back = true;
+        f.hinv_inverse = at::eye(n, at::kFloat);
+    }
+}
+
+} // namespace
+
 hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac, factor_method method) {
     hessian_factor f;
     if (act_order) {
         // torch.argsort(diag, descending=True); a stable sort keeps ties in column order.
         f.perm = std::get<1>(at::sort(at::diag(H), /*stable=*/true, /*dim=*/0, /*descending=*/true));
+        if (method == factor_method::cholesky_only) {
+            factor_cholesky_only(std::move(H), dampening_frac, f);
+            return f;
+        }
         H = H.index_select(0, f.perm).index_select(1, f.perm);
+    } else if (method == factor_method::cholesky_only) {
+        factor_cholesky_only(std::move(H), dampening_frac, f);
+        return f;
     }
     at::Tensor diag = H.diagonal();
     f.dead = diag == 0;
@@ -68,38 +166,6 @@ hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_fra
     diag = at::Tensor();
     const int64_t n = H.size(0);
     bool ok = false;
-    if (method == factor_method::cholesky_only) {
-        // V = U⁻¹ = J·L·J with J·H·J = L·Lᵀ (see below): upper, and no inverse to take.
-        H = H.contiguous();
-        reverse_both(H);
-        at::Tensor L;
-#ifdef LLMC_GPTQ_HAVE_LAPACK_TRTRI
-        // In place, without ATen's column-major copies: row-major lower L is column-major
-        // upper, what spotrf("U") leaves (the other triangle keeps H; triu_ clears it below).
-        {
-            const int nn = static_cast<int>(n);
-            int info = 0;
-            spotrf_("U", &nn, H.data_ptr<float>(), &nn, &info);
-            ok = info == 0;
-            L = H;
-        }
-#else
-        ok = cholesky(H, false, L);
-        if (ok) L = L.contiguous();
-#endif
-        H = at::Tensor();
-        if (ok) {
-            reverse_both(L);
-            L.triu_();
-            ok = at::isfinite(L).all().item<bool>();
-        }
-        if (ok) f.hinv_inverse = L;
-        if (!ok) {
-            f.fell_back = true;
-            f.hinv_inverse = at::eye(n, at::kFloat);
-        }
-        return f;
-    }
     if (method == factor_method::inverse_cholesky) {
         at::Tensor L, U;
         ok = cholesky(H, false, L) && cholesky(at::cholesky_inverse(L), true, U);
@@ -253,11 +319,18 @@ double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const
     const at::Tensor V = hinv_inverse.to(at::kFloat).contiguous();
     TORCH_CHECK(V.dim() == 2 && V.size(0) == c && V.size(1) == c, "sweep_inverse_factor: V must be [c, c]");
     // The diagonal blocks of U = V⁻¹ are the inverses of V's diagonal blocks (both upper).
+    // V' = V · blockdiag(U_BB), above the diagonal blocks only: the lazy update then needs no
+    // per-block product, W_B = W_orig_B + D_prev · V'[prev, B].
     std::vector<at::Tensor> Ubb;
+    at::Tensor Vp = at::empty({c, c}, at::kFloat);
     for (int64_t i1 = 0; i1 < c; i1 += B) {
         const int64_t n = std::min(i1 + B, c) - i1;
         const at::Tensor Vbb = V.slice(0, i1, i1 + n).slice(1, i1, i1 + n);
         Ubb.push_back(at::linalg_solve_triangular(Vbb, at::eye(n, at::kFloat), /*upper=*/true).contiguous());
+        if (i1 > 0) {
+            at::Tensor dst = Vp.slice(0, 0, i1).slice(1, i1, i1 + n);
+            at::mm_out(dst, V.slice(0, 0, i1).slice(1, i1, i1 + n), Ubb.back());
+        }
     }
     const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
     const int64_t task =
@@ -272,20 +345,18 @@ double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t rb = t * task, re = std::min(r, (t + 1) * task), R = re - rb;
             at::Tensor Wt = W.slice(0, rb, re);
-            // D_prev · V[prev, later]; the first block's update sets it (beta 0 reads nothing).
-            at::Tensor A = at::empty({R, c}, at::kFloat);
+            const at::Tensor orig = Wt.clone(); // W_orig of the task's rows
             at::Tensor Err = at::empty({R, B}, at::kFloat), D = at::empty({R, B}, at::kFloat);
             for (int64_t i1 = 0, b = 0; i1 < c; i1 += B, ++b) {
                 const int64_t i2 = std::min(i1 + B, c), n = i2 - i1;
-                at::Tensor Wb = Wt.slice(1, i1, i2);
-                at::Tensor Db = n == B ? D : D.slice(1, 0, n);
-                Db.copy_(Wb); // W_orig of the block
-                if (b > 0) Wb.addmm_(A.slice(1, i1, i2), Ubb[static_cast<size_t>(b)]);
                 const at::Tensor E = n == B ? Err : at::empty({R, n}, at::kFloat);
                 sweep_rows(Wp, c, i1, n, rb, re, Ubb[static_cast<size_t>(b)].data_ptr<float>(), n,
                            E.data_ptr<float>(), losses.data(), fq);
-                Db.sub_(Wb); // W_orig - Q
-                if (i2 < c) A.slice(1, i2).addmm_(Db, V.slice(0, i1, i2).slice(1, i2), b > 0 ? 1.0 : 0.0, 1.0);
+                if (i2 < c) {
+                    at::Tensor Db = n == B ? D : D.slice(1, 0, n);
+                    at::sub_out(Db, orig.slice(1, i1, i2), Wt.slice(1, i1, i2)); // W_orig - Q
+                    Wt.slice(1, i2).addmm_(Db, Vp.slice(0, i1, i2).slice(1, i2));
+                }
             }
         }
     });

@@ -64,13 +64,13 @@ double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const s
 
 // Step 9 from V = U⁻¹ (hessian_factor::hinv_inverse), which needs no triangular inverse of the
 // whole factor. With D = W_orig - Q over the columns already done, block B starts from
-//   W_B = W_orig_B + (D_prev · V[prev, B]) · U_BB,   U_BB = V_BB⁻¹ (128 x 128 inverses),
-// the same as the reference's W_B = W_orig_B - Err_prev · U[prev, B], since
-// U[prev, B] = -U[prev, prev] · V[prev, B] · U_BB and Err_prev · U[prev, prev] = D_prev. The
-// lazy update D_B · V[B, later] costs what the reference's Err_B · U[B, later] costs; the column
-// loop is sweep's. Same algorithm, other rounding: the results match the reference to rounding
-// (a quantized value can land on the neighbouring level where the reference's sits on a tie).
-// Row tasks run in parallel as in sweep; needs r x c floats more memory for the accumulator.
+//   W_B = W_orig_B + D_prev · V'[prev, B],   V' = V · blockdiag(U_BB),  U_BB = V_BB⁻¹,
+// the reference's W_B = W_orig_B - Err_prev · U[prev, B], since U[prev, B] =
+// -U[prev, prev] · V[prev, B] · U_BB and Err_prev · U[prev, prev] = D_prev. So the lazy update
+// is the reference's GEMM with D and V' for Err and U; V' (128-wide products above the
+// diagonal blocks) is formed per call. Same algorithm, other rounding: the results match the
+// reference to rounding (a value can land on the neighbouring level). Row tasks run in
+// parallel as in sweep; memory: a c x c matrix and a copy of W more.
 double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const column_fn &fq,
                             const sweep_options &opt = {});
 // The same step written as the reference writes it, one small tensor op after another per
