@@ -258,16 +258,18 @@ struct single_threaded_blas {
     ~single_threaded_blas() { t.set(saved); }
 };
 
+// One task per thread, but not so small that starting threads costs more than the work.
+int64_t rows_per_task(int64_t r, int64_t threads, const sweep_options &opt) {
+    return opt.rows_per_task > 0 ? opt.rows_per_task : std::max<int64_t>(256, (r + threads - 1) / threads);
+}
+
 } // namespace
 
 double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const sweep_options &opt) {
     TORCH_CHECK(W.scalar_type() == at::kFloat && W.is_contiguous() && W.dim() == 2, "sweep: W must be fp32 [r, c]");
     const int64_t r = W.size(0), c = W.size(1), B = std::max<int64_t>(1, opt.block_size);
     const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-    // One task per thread, but not so small that starting threads costs more than the work.
-    const int64_t task =
-        opt.rows_per_task > 0 ? opt.rows_per_task : std::max<int64_t>(256, (r + threads - 1) / threads);
-    const int64_t tasks = (r + task - 1) / task;
+    const int64_t task = rows_per_task(r, threads, opt), tasks = (r + task - 1) / task;
     std::vector<double> losses(static_cast<size_t>(r), 0.0);
     float *Wp = W.data_ptr<float>();
     const at::Tensor U = hinv.to(at::kFloat).contiguous();
@@ -321,26 +323,30 @@ double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const
     // The diagonal blocks of U = V⁻¹ are the inverses of V's diagonal blocks (both upper).
     // V' = V · blockdiag(U_BB), above the diagonal blocks only: the lazy update then needs no
     // per-block product, W_B = W_orig_B + D_prev · V'[prev, B].
-    std::vector<at::Tensor> Ubb;
-    at::Tensor Vp = at::empty({c, c}, at::kFloat);
-    for (int64_t i1 = 0; i1 < c; i1 += B) {
-        const int64_t n = std::min(i1 + B, c) - i1;
-        const at::Tensor Vbb = V.slice(0, i1, i1 + n).slice(1, i1, i1 + n);
-        Ubb.push_back(at::linalg_solve_triangular(Vbb, at::eye(n, at::kFloat), /*upper=*/true).contiguous());
-        if (i1 > 0) {
-            at::Tensor dst = Vp.slice(0, 0, i1).slice(1, i1, i1 + n);
-            at::mm_out(dst, V.slice(0, 0, i1).slice(1, i1, i1 + n), Ubb.back());
-        }
-    }
     const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-    const int64_t task =
-        opt.rows_per_task > 0 ? opt.rows_per_task : std::max<int64_t>(256, (r + threads - 1) / threads);
-    const int64_t tasks = (r + task - 1) / task;
+    const int64_t task = rows_per_task(r, threads, opt), tasks = (r + task - 1) / task;
     std::vector<double> losses(static_cast<size_t>(r), 0.0);
     float *Wp = W.data_ptr<float>();
+    // Single-threaded BLAS under the row tasks, and for V' too: BLAS threads left spinning after a
+    // multi-threaded product would compete with the tasks.
     static const openblas_threads blas;
     std::optional<single_threaded_blas> one;
-    if (blas.set != nullptr && tasks > 1 && threads > 1) one.emplace(blas);
+    if (blas.set != nullptr && threads > 1) one.emplace(blas);
+    const int64_t blocks = (c + B - 1) / B;
+    std::vector<at::Tensor> Ubb(static_cast<size_t>(blocks));
+    at::Tensor Vp = at::empty({c, c}, at::kFloat);
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t i1 = b * B, n = std::min(i1 + B, c) - i1;
+            const at::Tensor Vbb = V.slice(0, i1, i1 + n).slice(1, i1, i1 + n);
+            Ubb[static_cast<size_t>(b)] =
+                at::linalg_solve_triangular(Vbb, at::eye(n, at::kFloat), /*upper=*/true).contiguous();
+            if (i1 > 0) {
+                at::Tensor dst = Vp.slice(0, 0, i1).slice(1, i1, i1 + n);
+                at::mm_out(dst, V.slice(0, 0, i1).slice(1, i1, i1 + n), Ubb[static_cast<size_t>(b)]);
+            }
+        }
+    });
     at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t rb = t * task, re = std::min(r, (t + 1) * task), R = re - rb;
