@@ -347,6 +347,7 @@ double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const
             }
         }
     });
+    if (tasks == 1) one.reset(); // one task: its products may use every BLAS thread
     at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t rb = t * task, re = std::min(r, (t + 1) * task), R = re - rb;
