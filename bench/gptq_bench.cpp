@@ -208,14 +208,15 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
         at::Tensor W;
     };
     // 0: the reference, 1: native from U, 2: native from V = U⁻¹ (the plugin's).
-    auto best_of = [&](int kind, const at::Tensor &hinv) {
+    auto best_of = [&](int kind, const llmc_gptq::hessian_factor &fac) {
+        const at::Tensor &hinv = fac.hinv;
         run best;
         for (int t : {1, threads}) {
             at::set_num_threads(t);
             at::Tensor Wt = W0.clone();
             calls = 0;
             const auto t0 = clock_type::now();
-            const double loss = kind == 2   ? llmc_gptq::sweep_inverse_factor(Wt, hinv, fq)
+            const double loss = kind == 2   ? llmc_gptq::sweep_inverse_factor(Wt, fac, fq)
                                 : kind == 1 ? llmc_gptq::sweep(Wt, hinv, fq)
                                             : llmc_gptq::sweep_reference(Wt, hinv, fq_ref);
             const double s = since(t0);
@@ -225,7 +226,7 @@ std::vector<row> bench_solve(int64_t rows, int64_t c, const at::Tensor &H, int s
         at::set_num_threads(threads);
         return best;
     };
-    const run native = best_of(1, f.hinv), ref = best_of(0, f_ref.hinv), plugin = best_of(2, fv.hinv_inverse);
+    const run native = best_of(1, f), ref = best_of(0, f_ref), plugin = best_of(2, fv);
     // The sweeps on the same factor must agree bit for bit (this also checks the host's scalar
     // fake_quantize against the torch ops); the factors differ only by rounding.
     at::Tensor Wsame = W0.clone();

@@ -202,7 +202,7 @@ class gptq_modifier : public llmc::sdk::modifier {
         } else {
             f = std::make_shared<llmc_gptq::hessian_factor>(
                 llmc_gptq::factor_hessian(std::move(taken.mean), key.second, dampening_frac_,
-                                          llmc_gptq::factor_method::cholesky_only));
+                                          llmc_gptq::factor_method::cholesky_only, block_size_));
             if (!taken.shared_with.empty()) factors_[key] = f;
         }
         if (f->fell_back)
@@ -237,7 +237,7 @@ class gptq_modifier : public llmc::sdk::modifier {
         };
         llmc_gptq::sweep_options opt;
         opt.block_size = block_size_;
-        const double loss = llmc_gptq::sweep_inverse_factor(W, f->hinv_inverse, fq, opt);
+        const double loss = llmc_gptq::sweep_inverse_factor(W, *f, fq, opt);
 
         llmc::sdk::tensor_set(host(), m, "weight", llmc_gptq::from_sweep_order(W, *f).to(w0.scalar_type()));
         at::Tensor saved_g_idx;

@@ -1,5 +1,9 @@
 #include "gptq_solver.h"
 
+#ifdef LLMC_GPTQ_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -61,7 +65,7 @@ namespace {
 // reversal; see reversed_cholesky below for why), with as few passes over the n² matrix as the
 // Cholesky leaves: one gather for P and J together, the factor in place, one pass that reverses,
 // clears the lower triangle and checks for non-finite values.
-void factor_cholesky_only(at::Tensor H, double dampening_frac, hessian_factor &f) {
+void factor_cholesky_only(at::Tensor H, double dampening_frac, int64_t block, hessian_factor &f) {
     H = H.to(at::kFloat).contiguous();
     const int64_t n = H.size(0);
     std::vector<int64_t> order(static_cast<size_t>(n)); // reversed position -> original column
@@ -135,27 +139,46 @@ void factor_cholesky_only(at::Tensor H, double dampening_frac, hessian_factor &f
         });
         ok = finite;
     }
-    if (ok) f.hinv_inverse = L;
-    else {
+    if (ok) {
+        // Blocked for the sweep, in place: V[:B, B] <- V[:B, B] · V_BB⁻¹ (a triangular solve
+        // from the right), the diagonal blocks kept. Blocks are independent.
+        for (int64_t i1 = block; i1 < n; i1 += block) {
+            const int64_t m = std::min(i1 + block, n) - i1;
+#ifdef LLMC_GPTQ_HAVE_CBLAS
+            float *v = L.data_ptr<float>();
+            cblas_strsm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(i1),
+                        static_cast<int>(m), 1.0f, v + i1 * n + i1, static_cast<int>(n), v + i1,
+                        static_cast<int>(n));
+#else
+            at::Tensor above = L.slice(0, 0, i1).slice(1, i1, i1 + m);
+            above.copy_(at::linalg_solve_triangular(L.slice(0, i1, i1 + m).slice(1, i1, i1 + m), above,
+                                                    /*upper=*/true, /*left=*/false));
+#endif
+        }
+        f.hinv_inverse = L;
+    } else {
         f.fell_back = true;
-        f.hinv_inverse = at::eye(n, at::kFloat);
+        f.hinv_inverse = at::eye(n, at::kFloat); // blocked as it is
     }
+    f.blocked = block;
 }
 
 } // namespace
 
-hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac, factor_method method) {
+hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac, factor_method method,
+                              int64_t block_size) {
+    block_size = std::max<int64_t>(1, block_size);
     hessian_factor f;
     if (act_order) {
         // torch.argsort(diag, descending=True); a stable sort keeps ties in column order.
         f.perm = std::get<1>(at::sort(at::diag(H), /*stable=*/true, /*dim=*/0, /*descending=*/true));
         if (method == factor_method::cholesky_only) {
-            factor_cholesky_only(std::move(H), dampening_frac, f);
+            factor_cholesky_only(std::move(H), dampening_frac, block_size, f);
             return f;
         }
         H = H.index_select(0, f.perm).index_select(1, f.perm);
     } else if (method == factor_method::cholesky_only) {
-        factor_cholesky_only(std::move(H), dampening_frac, f);
+        factor_cholesky_only(std::move(H), dampening_frac, block_size, f);
         return f;
     }
     at::Tensor diag = H.diagonal();
@@ -313,41 +336,29 @@ double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const s
     return loss / 2;
 }
 
-double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const column_fn &fq,
-                            const sweep_options &opt) {
+double sweep_inverse_factor(at::Tensor &W, const hessian_factor &f, const column_fn &fq, const sweep_options &opt) {
     TORCH_CHECK(W.scalar_type() == at::kFloat && W.is_contiguous() && W.dim() == 2,
                 "sweep_inverse_factor: W must be fp32 [r, c]");
     const int64_t r = W.size(0), c = W.size(1), B = std::max<int64_t>(1, opt.block_size);
-    const at::Tensor V = hinv_inverse.to(at::kFloat).contiguous();
-    TORCH_CHECK(V.dim() == 2 && V.size(0) == c && V.size(1) == c, "sweep_inverse_factor: V must be [c, c]");
-    // The diagonal blocks of U = V⁻¹ are the inverses of V's diagonal blocks (both upper).
-    // V' = V · blockdiag(U_BB), above the diagonal blocks only: the lazy update then needs no
-    // per-block product, W_B = W_orig_B + D_prev · V'[prev, B].
+    TORCH_CHECK(f.hinv_inverse.defined() && f.blocked == B,
+                "sweep_inverse_factor: the factor is blocked for ", f.blocked, " columns, the sweep for ", B);
+    const at::Tensor Vp = f.hinv_inverse.to(at::kFloat).contiguous(); // V' above the diagonal blocks
+    TORCH_CHECK(Vp.dim() == 2 && Vp.size(0) == c && Vp.size(1) == c, "sweep_inverse_factor: V must be [c, c]");
     const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
     const int64_t task = rows_per_task(r, threads, opt), tasks = (r + task - 1) / task;
     std::vector<double> losses(static_cast<size_t>(r), 0.0);
     float *Wp = W.data_ptr<float>();
-    // Single-threaded BLAS under the row tasks, and for V' too: BLAS threads left spinning after a
-    // multi-threaded product would compete with the tasks.
     static const openblas_threads blas;
     std::optional<single_threaded_blas> one;
-    if (blas.set != nullptr && threads > 1) one.emplace(blas);
-    const int64_t blocks = (c + B - 1) / B;
-    std::vector<at::Tensor> Ubb(static_cast<size_t>(blocks));
-    at::Tensor Vp = at::empty({c, c}, at::kFloat);
-    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-            const int64_t i1 = b * B, n = std::min(i1 + B, c) - i1;
-            const at::Tensor Vbb = V.slice(0, i1, i1 + n).slice(1, i1, i1 + n);
-            Ubb[static_cast<size_t>(b)] =
-                at::linalg_solve_triangular(Vbb, at::eye(n, at::kFloat), /*upper=*/true).contiguous();
-            if (i1 > 0) {
-                at::Tensor dst = Vp.slice(0, 0, i1).slice(1, i1, i1 + n);
-                at::mm_out(dst, V.slice(0, 0, i1).slice(1, i1, i1 + n), Ubb[static_cast<size_t>(b)]);
-            }
-        }
-    });
-    if (tasks == 1) one.reset(); // one task: its products may use every BLAS thread
+    if (blas.set != nullptr && tasks > 1 && threads > 1) one.emplace(blas);
+    // U_BB = V_BB⁻¹: the diagonal blocks of U = V⁻¹ (both upper), for the column loops.
+    std::vector<at::Tensor> Ubb(static_cast<size_t>((c + B - 1) / B));
+    for (int64_t i1 = 0, b = 0; i1 < c; i1 += B, ++b) {
+        const int64_t n = std::min(i1 + B, c) - i1;
+        Ubb[static_cast<size_t>(b)] = at::linalg_solve_triangular(Vp.slice(0, i1, i1 + n).slice(1, i1, i1 + n),
+                                                                  at::eye(n, at::kFloat), /*upper=*/true)
+                                          .contiguous();
+    }
     at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t rb = t * task, re = std::min(r, (t + 1) * task), R = re - rb;

@@ -16,8 +16,12 @@ struct hessian_factor {
     at::Tensor perm; // int64 [c]: columns by descending diag(H) (act-order); undefined otherwise
     at::Tensor dead; // bool [c], sweep order: diag(H) == 0 (those weight columns are zeroed)
     at::Tensor hinv; // fp32 [c, c], sweep order: upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU)
-    // factor_method::cholesky_only gives V = U⁻¹ (fp32 [c, c], upper) here instead, and no hinv.
+    // factor_method::cholesky_only gives, instead of hinv, V = U⁻¹ (fp32 [c, c], upper) blocked
+    // for the sweep: its diagonal blocks V_BB as they are, the blocks above them multiplied by
+    // U_BB = V_BB⁻¹ (V' = V · blockdiag(U_BB), see sweep_inverse_factor), for blocks of
+    // `blocked` columns.
     at::Tensor hinv_inverse;
+    int64_t blocked = 0;
     bool fell_back = false; // factorization failed: U = I, i.e. round-to-nearest
 };
 
@@ -36,8 +40,9 @@ enum class factor_method {
 // H_ii = 1, damping dampening_frac · mean(diag H) on the diagonal, then the upper Cholesky
 // factor of H⁻¹. H (fp32 [c, c], the mean) is consumed. A failed or non-finite factorization
 // gives fell_back (U = I).
+// block_size: cholesky_only's blocks (the sweep's block_size).
 hessian_factor factor_hessian(at::Tensor H, bool act_order, double dampening_frac,
-                              factor_method method = factor_method::reversed_cholesky);
+                              factor_method method = factor_method::reversed_cholesky, int64_t block_size = 128);
 // Whether reversed_cholesky uses LAPACK's strtri (else a triangular solve against I, n³ flops).
 bool have_lapack_trtri();
 
@@ -68,10 +73,11 @@ double sweep(at::Tensor &W, const at::Tensor &hinv, const column_fn &fq, const s
 // the reference's W_B = W_orig_B - Err_prev · U[prev, B], since U[prev, B] =
 // -U[prev, prev] · V[prev, B] · U_BB and Err_prev · U[prev, prev] = D_prev. So the lazy update
 // is the reference's GEMM with D and V' for Err and U; V' (128-wide products above the
-// diagonal blocks) is formed per call. Same algorithm, other rounding: the results match the
-// reference to rounding (a value can land on the neighbouring level). Row tasks run in
-// parallel as in sweep; memory: a c x c matrix and a copy of W more.
-double sweep_inverse_factor(at::Tensor &W, const at::Tensor &hinv_inverse, const column_fn &fq,
+// diagonal blocks) is formed once by the factor (hessian_factor::blocked must equal
+// opt.block_size). Same algorithm, other rounding: the results match the reference to rounding
+// (a value can land on the neighbouring level). Row tasks run in parallel as in sweep; memory:
+// a copy of W more.
+double sweep_inverse_factor(at::Tensor &W, const hessian_factor &f, const column_fn &fq,
                             const sweep_options &opt = {});
 // The same step written as the reference writes it, one small tensor op after another per
 // column: the benchmark's baseline and the tests' oracle.

@@ -119,15 +119,28 @@ TEST(GptqSolver, InverseFactorSweepMatchesReferenceToRounding) {
     at::set_num_threads(2);
     for (bool act_order : {false, true}) {
         const auto ref = llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::inverse_cholesky);
-        const auto fv = llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::cholesky_only);
+        const auto fv =
+            llmc_gptq::factor_hessian(H.clone(), act_order, 0.01, llmc_gptq::factor_method::cholesky_only, 48);
         ASSERT_FALSE(fv.fell_back);
         ASSERT_FALSE(fv.hinv.defined());
+        ASSERT_EQ(fv.blocked, 48);
         const at::Tensor &V = fv.hinv_inverse;
         EXPECT_EQ(V.tril(-1).abs().max().item<float>(), 0.0f); // upper triangular
         EXPECT_TRUE(at::equal(fv.dead, ref.dead));
         if (act_order) EXPECT_TRUE(at::equal(fv.perm, ref.perm));
-        const at::Tensor I = at::eye(cols, at::kDouble);
-        EXPECT_LT((V.to(at::kDouble).mm(ref.hinv.to(at::kDouble)) - I).abs().max().item<double>(), 1e-3);
+        // Diagonal blocks: V_BB = U_BB⁻¹. Above them: V[:B, B] · V_BB⁻¹ = -U[:B, :B]⁻¹ · U[:B, B]
+        // (from U·V = I), i.e. U[:B, :B] · V'[:B, B] = -U[:B, B].
+        const at::Tensor Ud = ref.hinv.to(at::kDouble), Vd = V.to(at::kDouble);
+        for (int64_t i1 = 0; i1 < cols; i1 += 48) {
+            const int64_t i2 = std::min<int64_t>(i1 + 48, cols);
+            const at::Tensor Vbb = Vd.slice(0, i1, i2).slice(1, i1, i2), Ubb = Ud.slice(0, i1, i2).slice(1, i1, i2);
+            EXPECT_LT((Vbb.mm(Ubb) - at::eye(i2 - i1, at::kDouble)).abs().max().item<double>(), 1e-3);
+            if (i1 > 0) {
+                const at::Tensor lhs = Ud.slice(0, 0, i1).slice(1, 0, i1).mm(Vd.slice(0, 0, i1).slice(1, i1, i2));
+                EXPECT_LT((lhs + Ud.slice(0, 0, i1).slice(1, i1, i2)).abs().max().item<double>(),
+                          1e-3 * Ud.abs().max().item<double>());
+            }
+        }
 
         at::Tensor W0 = llmc_gptq::to_sweep_order(at::randn({rows, cols}) * 0.02, ref);
         llmc_gptq::zero_dead(W0, ref);
@@ -136,7 +149,7 @@ TEST(GptqSolver, InverseFactorSweepMatchesReferenceToRounding) {
         llmc_gptq::sweep_options opt;
         opt.block_size = 48;
         opt.rows_per_task = 70;
-        const double loss = llmc_gptq::sweep_inverse_factor(W, V, fq, opt);
+        const double loss = llmc_gptq::sweep_inverse_factor(W, fv, fq, opt);
         const double differ = (W != Wr).sum().item<double>() / static_cast<double>(W.numel());
         EXPECT_LT(differ, 1e-3) << "act_order " << act_order;
         // A differing value is one level away: at most one step of its row's scale.
@@ -161,6 +174,11 @@ TEST(GptqSolver, InverseFactorFallbackIsRoundToNearest) {
         return round_column(col, scale, rb);
     };
     at::Tensor W = at::randn({5, 16}) * 0.02, Wr = W.clone();
-    llmc_gptq::sweep_inverse_factor(W, f.hinv_inverse, fq);
+    llmc_gptq::sweep_inverse_factor(W, f, fq);
+    // A sweep with another block size than the factor's is refused.
+    llmc_gptq::sweep_options other;
+    other.block_size = 64;
+    at::Tensor W2 = Wr.clone();
+    EXPECT_THROW(llmc_gptq::sweep_inverse_factor(W2, f, fq, other), c10::Error);
     EXPECT_TRUE(at::equal(W, at::round(at::clamp(Wr / 0.01, -8, 7)) * 0.01));
 }
