@@ -32,7 +32,7 @@ enum class factor_method {
     reversed_cholesky,
     // cholesky -> cholesky_inverse -> upper cholesky, as llm-compressor writes it: 4n³/3 flops.
     inverse_cholesky,
-    // V = U⁻¹ = J·cholesky(J·H·J)·J only, n³/3 flops, for sweep_inverse_factor.
+    // V = U⁻¹ = J·cholesky(J·H·J)·J only (n³/3 flops), blocked for sweep_inverse_factor.
     cholesky_only,
 };
 
