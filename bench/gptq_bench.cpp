@@ -4,8 +4,10 @@
 //   (b) the solve (Hessian factor + column sweep) against the solve written as llm-compressor
 //       writes it: cholesky -> cholesky_inverse -> upper cholesky, then one small tensor op after
 //       another per column, each column rounded by compressed-tensors' torch ops; the plugin's
-//       solve factors with a reversed Cholesky and a triangular inverse and rounds with the
-//       host's fake_quantize (args looked up by string, as the ABI does);
+//       solve factors with one reversed Cholesky (V = U⁻¹, blocked for the sweep) and sweeps
+//       from V, rounding with the host's fake_quantize (args looked up by string, as the ABI
+//       does); the U route (reversed Cholesky + triangular inverse, then the U-sweep, bit for
+//       bit the reference's on the same U) is reported beside it;
 //   (c) both as GFLOP/s against this machine's fp32 GEMM speed.
 // A 4096x4096 Linear and a 4096x11008 one (down_proj), H from 128 sequences of 512 tokens of
 // random activations with uneven channel scales, W4A16 (int4, group 128, act-order static).
