@@ -9,6 +9,7 @@
 // model: the median time of `llmc-host --help`) and the pipeline itself (load + calibration +
 // save from the run report), so both ratios are printed.
 //   bench-export-stream [--work DIR] [--runs N] [--dtype bfloat16|float32] [--threads N]
+#include "child_process.h"
 #include "io/safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -22,47 +23,18 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
 
+using llmc_bench::child_result;
+using llmc_bench::run_child;
+
 namespace {
 
 double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-struct child_result {
-    bool ok = false;
-    double seconds = 0;
-    double peak_rss_mib = 0;
-};
-
-// Runs argv with stdout and stderr to `log`; wall time and peak RSS of the child.
-child_result run_child(const std::vector<std::string> &args, const std::string &log) {
-    const double t0 = now_s();
-    pid_t pid = fork();
-    if (pid == 0) {
-        std::vector<char *> argv;
-        for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
-        argv.push_back(nullptr);
-        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execv(argv[0], argv.data());
-        _exit(127);
-    }
-    int status = 0;
-    struct rusage ru {};
-    wait4(pid, &status, 0, &ru);
-    child_result r;
-    r.seconds = now_s() - t0;
-    r.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    r.peak_rss_mib = ru.ru_maxrss / 1024.0; // kilobytes on Linux
-    return r;
 }
 
 uint64_t safetensors_bytes(const fs::path &d) {

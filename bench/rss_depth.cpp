@@ -3,6 +3,7 @@
 // and released) and, as the baseline in the same run, the basic pipeline (whole model in memory),
 // and prints each run's peak RSS against the model's size.
 //   bench-rss-depth [--hidden N] [--intermediate N] [--samples N] [--seq N]
+#include "child_process.h"
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -12,8 +13,6 @@
 #include <random>
 #include <string>
 #include <fcntl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -21,23 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Runs argv, returns the child's peak RSS in MiB (-1 on failure).
+// Runs argv (stdout discarded), returns the child's peak RSS in MiB (-1 on failure).
 double run_peak_rss_mib(const std::vector<std::string> &args) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        std::vector<char *> argv;
-        for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
-        argv.push_back(nullptr);
-        int null = ::open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(argv[0], argv.data());
-        _exit(127);
-    }
-    int status = 0;
-    struct rusage ru {};
-    wait4(pid, &status, 0, &ru);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
-    return ru.ru_maxrss / 1024.0; // kilobytes on Linux
+    const llmc_bench::child_result r = llmc_bench::run_child(args, "/dev/null", /*with_stderr=*/false);
+    return r.ok ? r.peak_rss_mib : -1;
 }
 
 uint64_t dir_bytes(const fs::path &d) {
