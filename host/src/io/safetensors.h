@@ -59,8 +59,8 @@ class safetensors_file {
     bool contains(const std::string &name) const { return index_.count(name) != 0; }
     const safetensors_tensor_info &info(const std::string &name) const;
     byte_span raw(const std::string &name) const;
-    // Zero-copy view over the mapping (the mapping lives as long as any tensor from it);
-    // copied only when the data is not aligned to the element size.
+    // Zero-copy view over the mapping (the mapping lives as long as any tensor from it), its
+    // pages mapped in at once; copied only when the data is not aligned to the element size.
     at::Tensor tensor(const std::string &name) const;
     const std::map<std::string, std::string> &metadata() const { return metadata_; }
     // A private copy of the tensor (not a view of the mapping), converted to `dtype`, after which

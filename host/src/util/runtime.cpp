@@ -1,5 +1,6 @@
 #include "util/runtime.h"
 
+#include "util/cpu_allocator.h"
 #include "util/error.h"
 
 #include <ATen/Parallel.h>
@@ -21,6 +22,7 @@ void runtime_init_logging(const std::string &level) {
 }
 
 void runtime_init_memory() {
+    cpu_allocator_install();
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 20);
 }

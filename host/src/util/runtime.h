@@ -12,6 +12,7 @@ void runtime_init_logging(const std::string &level);
 // glibc's malloc raises its mmap threshold as large blocks are freed, after which layer-sized
 // tensors come from the heap and freed layers fragment it: memory then grows layer by layer.
 // A fixed threshold keeps large tensors in their own mappings, returned to the system when freed.
+// LibTorch's tensors get the host's allocator (util/cpu_allocator.h): the same, with huge pages.
 void runtime_init_memory();
 // intra-op threads: n > 0 as given, else the machine's hardware threads.
 void runtime_set_threads(int n);

@@ -1,0 +1,82 @@
+#include "io/tensor_write_queue.h"
+
+#include "util/error.h"
+
+#include <algorithm>
+
+namespace llmc {
+
+tensor_write_queue::tensor_write_queue(safetensors_sharded_writer &out, uint64_t max_queued_bytes)
+    : out_(out), max_bytes_(max_queued_bytes), thread_([this] { run(); }) {}
+
+tensor_write_queue::~tensor_write_queue() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        closing_ = true;
+        queue_.clear();
+        queued_bytes_ = 0;
+    }
+    changed_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void tensor_write_queue::rethrow_locked() {
+    if (error_) {
+        std::exception_ptr e = error_;
+        error_ = nullptr; // reported once
+        std::rethrow_exception(e);
+    }
+}
+
+void tensor_write_queue::push(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+    // Made contiguous here: the writer thread must only copy bytes, never run ATen's parallel ops
+    // (they would start a thread team of their own).
+    at::Tensor c = t.defined() ? t.detach().contiguous() : t;
+    const uint64_t bytes = c.defined() ? static_cast<uint64_t>(c.nbytes()) : 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return error_ || queue_.empty() || queued_bytes_ + bytes <= max_bytes_; });
+    rethrow_locked();
+    queue_.push_back({name, dtype, std::move(c)});
+    queued_bytes_ += bytes;
+    lock.unlock();
+    changed_.notify_all();
+}
+
+void tensor_write_queue::finish() {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return error_ || (queue_.empty() && !busy_); });
+    rethrow_locked();
+}
+
+void tensor_write_queue::run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+        changed_.wait(lock, [&] { return closing_ || (!queue_.empty() && !error_); });
+        if (closing_) return;
+        item it = std::move(queue_.front());
+        queue_.pop_front();
+        busy_ = true;
+        lock.unlock();
+        std::exception_ptr failed;
+        try {
+            if (!it.tensor.defined()) fail("cannot save: tensor '{}' has no data", it.name);
+            if (it.dtype.empty()) out_.add(it.name, it.tensor);
+            else out_.add(it.name, it.tensor, it.dtype);
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        const uint64_t bytes = it.tensor.defined() ? static_cast<uint64_t>(it.tensor.nbytes()) : 0;
+        it = item{}; // a view of the input may run its deleter here: not under the lock
+        lock.lock();
+        busy_ = false;
+        queued_bytes_ -= std::min(queued_bytes_, bytes); // the destructor may have zeroed it
+        if (failed) {
+            error_ = failed;
+            queue_.clear(); // nothing after a failed write is worth writing
+            queued_bytes_ = 0;
+        }
+        changed_.notify_all();
+    }
+}
+
+} // namespace llmc

@@ -1,0 +1,139 @@
+#include "util/cpu_allocator.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace llmc {
+
+namespace {
+
+constexpr size_t huge_page = size_t{2} << 20;
+constexpr size_t header_bytes = 64; // keeps c10's 64-byte alignment of the data
+
+// Every block starts with a header just before its data, so the deleter needs only the data
+// pointer (LibTorch's raw_deleter contract).
+struct block_header {
+    void *base;  // what malloc or mmap returned
+    size_t size; // mapping length; 0 for malloc'd blocks
+};
+static_assert(sizeof(block_header) <= header_bytes, "header must fit before the data");
+
+std::atomic<uint64_t> large_blocks{0}, huge_advised{0};
+bool use_huge_pages = true;
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// Freed mappings kept for reuse, by mapping length. A run allocates the same shapes layer after
+// layer, so exact lengths match; a reused block is already backed, where a new one is zeroed and
+// faulted in again (under virtualisation the host backs it afresh too). Bounded, so memory stays
+// flat whatever the model's depth.
+constexpr size_t cache_limit_bytes = size_t{256} << 20;
+std::mutex cache_mu;
+std::multimap<size_t, void *> cache; // mapping length -> data pointer
+size_t cached_bytes = 0;
+std::atomic<uint64_t> reused_blocks{0};
+
+void free_block(void *data) {
+    if (data == nullptr) return;
+    const auto *h = reinterpret_cast<const block_header *>(static_cast<char *>(data) - header_bytes);
+    if (h->size == 0) {
+        std::free(h->base);
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(cache_mu);
+        if (cached_bytes + h->size <= cache_limit_bytes) {
+            cache.emplace(h->size, data);
+            cached_bytes += h->size;
+            return;
+        }
+    }
+    ::munmap(h->base, h->size);
+}
+
+// A cached block whose mapping is exactly `size` long, or null.
+void *reuse_block(size_t size) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    auto it = cache.find(size);
+    if (it == cache.end()) return nullptr;
+    void *data = it->second;
+    cache.erase(it);
+    cached_bytes -= size;
+    ++reused_blocks;
+    return data;
+}
+
+// Own mapping: one page for the header, then the data. Blocks of a huge page or more start on a
+// huge-page boundary (the kernel only backs aligned 2 MiB spans with huge pages); the slack
+// around is unmapped again.
+void *map_block(size_t n) {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t body = round_up(n, page);
+    if (void *data = reuse_block(page + body)) return data;
+    const bool huge = use_huge_pages && n >= huge_page;
+    const size_t want = page + body + (huge ? huge_page : 0);
+    void *raw = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    char *base = static_cast<char *>(raw);
+    char *data = base + page;
+    if (huge) {
+        data = reinterpret_cast<char *>(round_up(reinterpret_cast<uintptr_t>(base) + page, huge_page));
+        char *keep_begin = data - page, *keep_end = data + body, *end = base + want;
+        if (keep_begin > base) ::munmap(base, static_cast<size_t>(keep_begin - base));
+        if (end > keep_end) ::munmap(keep_end, static_cast<size_t>(end - keep_end));
+        base = keep_begin;
+        // Advice only: where the kernel has no huge page at hand it uses small ones.
+        if (::madvise(data, body, MADV_HUGEPAGE) == 0) ++huge_advised;
+    }
+    auto *h = reinterpret_cast<block_header *>(data - header_bytes);
+    h->base = base;
+    h->size = page + body;
+    ++large_blocks;
+    return data;
+}
+
+void *malloc_block(size_t n) {
+    void *base = nullptr;
+    if (::posix_memalign(&base, header_bytes, header_bytes + n) != 0) return nullptr;
+    char *data = static_cast<char *>(base) + header_bytes;
+    auto *h = reinterpret_cast<block_header *>(base);
+    h->base = base;
+    h->size = 0;
+    return data;
+}
+
+class host_cpu_allocator final : public c10::Allocator {
+  public:
+    c10::DataPtr allocate(size_t n) const override {
+        if (n == 0) return {nullptr, nullptr, &free_block, c10::Device(c10::DeviceType::CPU)};
+        void *data = n >= cpu_allocator_large_bytes ? map_block(n) : malloc_block(n);
+        TORCH_CHECK(data != nullptr, "llmc: out of memory allocating ", n, " bytes");
+        return {data, data, &free_block, c10::Device(c10::DeviceType::CPU)};
+    }
+    c10::DeleterFnPtr raw_deleter() const override { return &free_block; }
+};
+
+} // namespace
+
+void cpu_allocator_install(bool huge_pages) {
+    static std::once_flag once;
+    std::call_once(once, [huge_pages] {
+        use_huge_pages = huge_pages;
+        static host_cpu_allocator allocator;
+        // Above the default's priority (0), so nothing later replaces it by accident.
+        c10::SetCPUAllocator(&allocator, 1);
+    });
+}
+
+cpu_allocator_stats cpu_allocator_stats_get() {
+    return {large_blocks.load(), huge_advised.load(), reused_blocks.load()};
+}
+
+} // namespace llmc

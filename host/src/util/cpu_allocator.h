@@ -1,0 +1,34 @@
+// LibTorch's CPU allocator for the host process: large tensors in their own mappings backed by
+// transparent huge pages where the kernel gives them.
+//
+// Why: a compression run allocates and frees weight-sized tensors (packed outputs, converted
+// weights, activations) once per module. Each comes back from the kernel zeroed and faulted in
+// 4 KiB at a time; under virtualisation a page fault costs several microseconds, which made page
+// faults the largest single cost of a data-free export. With huge pages a 2 MiB block is one
+// fault, and freed blocks (up to a fixed total) are kept and handed out again for the same
+// length, as the next layer asks for the same shapes. Beyond that total they are unmapped, so
+// memory stays flat across layers (as the fixed malloc mmap threshold of runtime_init_memory
+// does for the rest).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llmc {
+
+// Blocks of at least this many bytes get their own mapping; smaller ones come from malloc.
+constexpr size_t cpu_allocator_large_bytes = size_t{1} << 20;
+
+// Installs the allocator as LibTorch's CPU allocator (once; later calls do nothing). Tensors
+// allocated before keep their own deleters. `huge_pages` false keeps the own mappings but never
+// asks for huge pages (for measuring what they bring).
+void cpu_allocator_install(bool huge_pages = true);
+
+// What the allocator did since it was installed: blocks given their own mapping, how many of
+// those were advised to use huge pages, and how many large blocks reused a freed mapping.
+struct cpu_allocator_stats {
+    uint64_t large_blocks = 0, huge_advised = 0, reused_blocks = 0;
+};
+cpu_allocator_stats cpu_allocator_stats_get();
+
+} // namespace llmc

@@ -1,0 +1,127 @@
+// The host's CPU allocator (own mappings for large tensors, freed ones reused up to a bound) and
+// the save's write queue (writes on a thread of their own, errors carried back).
+#include "io/safetensors.h"
+#include "io/tensor_write_queue.h"
+#include "util/cpu_allocator.h"
+#include "util/error.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+using namespace llmc;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string &name) {
+    const fs::path d = fs::temp_directory_path() / ("llmc-test-memory-io-" + name + "-" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+} // namespace
+
+TEST(cpu_allocator, large_tensors_get_own_mappings_and_reuse_freed_ones) {
+    cpu_allocator_install();
+    const cpu_allocator_stats s0 = cpu_allocator_stats_get();
+    const void *first = nullptr;
+    {
+        at::Tensor a = at::empty({3 << 20}, at::kFloat); // 12 MiB: its own mapping, huge-page aligned
+        first = a.data_ptr();
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % (2u << 20), 0u);
+        a.fill_(1.5f);
+        EXPECT_EQ(a.sum().item<double>(), 1.5 * (3 << 20));
+    }
+    const cpu_allocator_stats s1 = cpu_allocator_stats_get();
+    EXPECT_EQ(s1.large_blocks, s0.large_blocks + 1);
+    // The same length again: the freed mapping comes back.
+    at::Tensor b = at::empty({3 << 20}, at::kFloat);
+    EXPECT_EQ(b.data_ptr(), first);
+    EXPECT_EQ(cpu_allocator_stats_get().reused_blocks, s1.reused_blocks + 1);
+    // Small tensors come from malloc, 64-byte aligned, and work as ever.
+    at::Tensor small = at::arange(1000, at::kLong);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data_ptr()) % 64, 0u);
+    EXPECT_EQ(small.sum().item<int64_t>(), 999 * 1000 / 2);
+    EXPECT_EQ(cpu_allocator_stats_get().large_blocks, s1.large_blocks);
+    // Empty tensors have no data and free cleanly.
+    at::Tensor empty = at::empty({0}, at::kFloat);
+    EXPECT_EQ(empty.numel(), 0);
+}
+
+TEST(cpu_allocator, freed_blocks_beyond_the_bound_are_unmapped) {
+    cpu_allocator_install();
+    // More than the cache holds (256 MiB) in blocks of one length: freeing them all keeps only
+    // what fits, so allocating them again maps the rest anew.
+    const int64_t n = 72, floats = 5 << 20; // 72 x 20 MiB
+    std::vector<at::Tensor> held;
+    for (int64_t i = 0; i < n; ++i) held.push_back(at::empty({floats}, at::kFloat));
+    held.clear();
+    const cpu_allocator_stats s0 = cpu_allocator_stats_get();
+    for (int64_t i = 0; i < n; ++i) held.push_back(at::empty({floats}, at::kFloat));
+    const cpu_allocator_stats s1 = cpu_allocator_stats_get();
+    const uint64_t reused = s1.reused_blocks - s0.reused_blocks;
+    EXPECT_GT(reused, 0u);
+    EXPECT_LE(reused * (floats * 4), uint64_t{256} << 20);
+    EXPECT_EQ(s1.large_blocks - s0.large_blocks, static_cast<uint64_t>(n) - reused);
+}
+
+TEST(tensor_write_queue, writes_in_order_and_keeps_tensors_alive) {
+    const fs::path d = fresh_dir("order");
+    {
+        safetensors_sharded_writer w(d.string());
+        tensor_write_queue q(w, 1 << 20); // small bound: pushes wait on the writer
+        for (int i = 0; i < 20; ++i) {
+            at::Tensor t = at::full({64 << 10}, static_cast<float>(i)); // 256 KiB each
+            q.push("t" + std::to_string(i), t);
+        } // each t goes out of scope here: the queue holds its own reference
+        q.push("codes", at::arange(16, at::kByte), "U8");
+        q.finish();
+        w.finish();
+    }
+    safetensors_file f((d / "model.safetensors").string());
+    ASSERT_EQ(f.names().size(), 21u);
+    uint64_t last_begin = 0;
+    for (int i = 0; i < 20; ++i) {
+        const std::string n = "t" + std::to_string(i);
+        EXPECT_TRUE(at::equal(f.tensor(n), at::full({64 << 10}, static_cast<float>(i)))) << n;
+        if (i > 0) EXPECT_GT(f.info(n).begin, last_begin) << "written out of order";
+        last_begin = f.info(n).begin;
+    }
+    EXPECT_EQ(f.info("codes").dtype, "U8");
+    fs::remove_all(d);
+}
+
+TEST(tensor_write_queue, a_failed_write_is_rethrown_to_the_caller) {
+    const fs::path d = fresh_dir("error");
+    safetensors_sharded_writer w(d.string());
+    tensor_write_queue q(w, 64 << 20);
+    q.push("a", at::ones({4}));
+    q.push("a", at::ones({4})); // a duplicate name: the writer refuses it
+    bool thrown = false;
+    try {
+        q.push("b", at::ones({4}));
+        q.finish();
+    } catch (const std::exception &e) {
+        thrown = true;
+        EXPECT_NE(std::string(e.what()).find("'a'"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(thrown);
+    fs::remove_all(d);
+}
+
+TEST(tensor_write_queue, dropped_without_finish_stops_cleanly) {
+    const fs::path d = fresh_dir("drop");
+    {
+        safetensors_sharded_writer w(d.string());
+        tensor_write_queue q(w, 64 << 20);
+        for (int i = 0; i < 50; ++i) q.push("t" + std::to_string(i), at::ones({1 << 16}));
+        // No finish(): an error elsewhere unwinds; the queue's thread must stop, not hang.
+    }
+    // The unfinished writer leaves no checkpoint behind.
+    EXPECT_FALSE(fs::exists(d / "model.safetensors"));
+    fs::remove_all(d);
+}
