@@ -1,7 +1,8 @@
 // The exporter's fused quantize-and-pack path must write exactly the bytes of the generic path
 // (quant::quantize, then quant::pack_int32): weights in every float dtype, strategies tensor,
 // channel and group, symmetric and asymmetric, 2 to 8 bits, scales in the weight's dtype or
-// another, values on rounding boundaries.
+// another, values on rounding boundaries; and the rounding error the fused pass measures on the
+// way equals fake_quantize's.
 #include "export/formats.h"
 #include "export/module_compress.h"
 #include "quant/args.h"
@@ -20,10 +21,10 @@ namespace {
 uint64_t fast_taken = 0;
 
 std::vector<saved_tensor> compress(const quant::quant_scheme &scheme, const std::vector<saved_tensor> &in,
-                                   at::ScalarType dtype, bool fast) {
+                                   at::ScalarType dtype, bool fast, double *error = nullptr) {
     exporter::set_fast_paths(fast);
     const uint64_t before = exporter::fast_paths_used();
-    auto out = exporter::compress_module("m", scheme, exporter::fmt_name::pack_quantized, in, dtype);
+    auto out = exporter::compress_module("m", scheme, exporter::fmt_name::pack_quantized, in, dtype, nullptr, error);
     fast_taken += exporter::fast_paths_used() - before;
     exporter::set_fast_paths(true);
     return out;
@@ -81,15 +82,22 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
                             const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " " +
                                                      (symmetric ? "sym" : "asym") + " b" + std::to_string(bits) +
                                                      " g" + std::to_string(group) + " scale " + c10::toString(sdt);
-                            expect_same(compress(scheme, in, dtype, true), compress(scheme, in, dtype, false), what);
+                            // The fused pass's rounding error is fake_quantize's (the generic path
+                            // measures it with fake_quantize), up to the order of the float sums.
+                            double e_fast = -1, e_generic = -2;
+                            expect_same(compress(scheme, in, dtype, true, &e_fast),
+                                        compress(scheme, in, dtype, false, &e_generic), what);
+                            EXPECT_GT(e_generic, 0.0) << what;
+                            EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic) << what;
                             // Scaled so many quotients are exact ties: x = (k + 0.5) * s.
                             at::Tensor s = qp.scale.to(sdt).to(at::kFloat);
                             if (s.dim() == 2 && std::string(strategy) == "group")
                                 s = s.repeat_interleave(group, 1);
                             at::Tensor ties = ((at::arange(cols, at::kFloat) % 15) - 7.5).expand({rows, cols}) * s;
                             in[0].tensor = ties.to(dtype);
-                            expect_same(compress(scheme, in, dtype, true), compress(scheme, in, dtype, false),
-                                        what + " ties");
+                            expect_same(compress(scheme, in, dtype, true, &e_fast),
+                                        compress(scheme, in, dtype, false, &e_generic), what + " ties");
+                            EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what << " ties";
                             ++cases;
                         }
                     }

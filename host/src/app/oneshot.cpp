@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -109,7 +110,11 @@ void oneshot_run(const oneshot_options &opt) {
         model->save(out.staging());
     } else {
         const exporter::export_report er = exporter::export_compressed(*model, s.schemes(), out.staging());
-        for (const auto &m : er.modules) report.module_bytes(m.module, m.bytes_before, m.bytes_after);
+        for (const auto &m : er.modules) {
+            report.module_bytes(m.module, m.bytes_before, m.bytes_after);
+            // Measured on what was written; a plugin's own "error" (reported below) replaces it.
+            if (std::isfinite(m.weight_error)) report.module_figure(m.module, "error", m.weight_error);
+        }
     }
     std::error_code ec;
     fs::remove_all(scratch, ec);

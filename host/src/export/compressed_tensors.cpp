@@ -103,6 +103,7 @@ export_report export_compressed(causal_lm &m, const std::map<std::string, std::s
             for (const auto &t : tensors) local.push_back({t.name.substr(prefix.size()), t.tensor, t.dtype});
             std::vector<saved_tensor> out;
             std::string format;
+            double weight_error = std::nan("");
             if (fmt_it != plan.formats.end()) {
                 format = fmt_it->second;
                 const quant::quant_scheme &scheme = parsed.at(mod.name());
@@ -110,7 +111,8 @@ export_report export_compressed(causal_lm &m, const std::map<std::string, std::s
                 if (scheme.weights && scheme.weights->strategy == quant::quant_strategy::tensor_group &&
                     !mod.buffers.count("weight_scale"))
                     gs = fused_global_scale(mod, parsed);
-                out = compress_module(mod.name(), scheme, format, local, dtype, gs.defined() ? &gs : nullptr);
+                out = compress_module(mod.name(), scheme, format, local, dtype, gs.defined() ? &gs : nullptr,
+                                      scheme.weights ? &weight_error : nullptr);
             } else {
                 format = "kv-cache";
                 out = compress_kv_cache(mod.name(), *plan.kv_cache_scheme, local, dtype);
@@ -118,7 +120,7 @@ export_report export_compressed(causal_lm &m, const std::map<std::string, std::s
             for (auto &t : out) t.name = prefix + t.name;
             tensors = std::move(out);
             if (before != 0 || !tensors.empty())
-                report.modules.push_back({mod.name(), format, before, bytes_of(tensors)});
+                report.modules.push_back({mod.name(), format, before, bytes_of(tensors), weight_error});
         }
         report.bytes_after += bytes_of(tensors);
     };

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -29,6 +30,7 @@ struct module_export {
     std::string format;
     uint64_t bytes_before = 0;
     uint64_t bytes_after = 0;
+    double weight_error = std::nan(""); // compress_module's weight_error; NaN without a quantized weight
 };
 
 struct export_report {

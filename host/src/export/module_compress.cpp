@@ -83,8 +83,14 @@ void add_activation(output &out, const std::string &module_name, const std::stri
     if (tensor_group) out.add(base + "_global_scale", encode_global_scale(need("_global_scale")));
 }
 
+// mean((a - b)²) in float32 differences, summed in double.
+double mean_squared_difference(const at::Tensor &a, const at::Tensor &b) {
+    if (a.numel() == 0) return 0.0;
+    return (a.to(at::kFloat) - b.to(at::kFloat)).pow(2).sum(at::kDouble).item<double>() / static_cast<double>(a.numel());
+}
+
 void add_weight(output &out, const std::string &module_name, const quant_args &w, const std::string &format,
-                const tensor_set &in, at::ScalarType model_dtype, const at::Tensor *global_scale) {
+                const tensor_set &in, at::ScalarType model_dtype, const at::Tensor *global_scale, double *error) {
     const at::Tensor *weight = in.get("weight");
     if (!weight) fail("module '{}': a quantized module needs a 'weight' to compress", module_name);
     if (weight->dim() != 2)
@@ -95,9 +101,13 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const int64_t rows = weight->size(0), cols = weight->size(1);
     // pack-quantized INT weights take the fused pass; everything else quantizes first.
     at::Tensor packed;
-    if (format == fmt_name::pack_quantized && fast_paths_enabled()) packed = quant::quantize_pack_int32(w, *weight, qp, g_idx);
+    if (format == fmt_name::pack_quantized && fast_paths_enabled())
+        packed = quant::quantize_pack_int32(w, *weight, qp, g_idx, error);
     if (packed.defined()) ++fast_paths_taken;
     const at::Tensor q = packed.defined() ? at::Tensor() : quant::quantize(w, *weight, qp, g_idx);
+    // The generic path measures its error with fake_quantize: the same numbers, one more pass.
+    if (error && !packed.defined())
+        *error = mean_squared_difference(quant::fake_quantize(w, *weight, qp, g_idx), *weight);
 
     auto scale = [&] { return encode_scale(qp.scale, w, weight_scale_storage(w, format), model_dtype); };
     auto require = [&](bool ok, const char *what) {
@@ -155,12 +165,13 @@ bool is_qparam_name(const std::string &n) {
 
 std::vector<saved_tensor> compress_module(const std::string &module_name, const quant::quant_scheme &scheme,
                                           const std::string &format, const std::vector<saved_tensor> &tensors,
-                                          at::ScalarType model_dtype, const at::Tensor *global_scale) {
+                                          at::ScalarType model_dtype, const at::Tensor *global_scale,
+                                          double *weight_error) {
     if (format == fmt_name::dense) return tensors;
     if (!scheme.weights) fail("module '{}': format {} needs weight quantization in its scheme", module_name, format);
     const tensor_set in(tensors);
     output out;
-    add_weight(out, module_name, *scheme.weights, format, in, model_dtype, global_scale);
+    add_weight(out, module_name, *scheme.weights, format, in, model_dtype, global_scale, weight_error);
     if (scheme.input_activations)
         add_activation(out, module_name, "input", *scheme.input_activations, in, model_dtype);
     if (scheme.output_activations)

@@ -31,10 +31,13 @@ bool is_qparam_name(const std::string &local_name);
 // rounded here), else computed with qparams_observe (`global_scale`, when given, is the shared
 // global scale of NVFP4 fused partners). Static activation scales must have been calibrated.
 // `format` is the module's compression format (dense returns the tensors unchanged); scales are
-// written in model_dtype unless the scheme or format says otherwise.
+// written in model_dtype unless the scheme or format says otherwise. `weight_error`, when given,
+// receives mean((fake_quantize(weight) - weight)²) over the weight as held: what saving rounded
+// away (an RTN weight's rounding error; about 0 for a weight GPTQ already put on its grid).
 std::vector<saved_tensor> compress_module(const std::string &module_name, const quant::quant_scheme &scheme,
                                           const std::string &format, const std::vector<saved_tensor> &tensors,
-                                          at::ScalarType model_dtype, const at::Tensor *global_scale = nullptr);
+                                          at::ScalarType model_dtype, const at::Tensor *global_scale = nullptr,
+                                          double *weight_error = nullptr);
 
 // An attention module under a kv-cache scheme: k_scale / v_scale (and q_scale) in the model dtype
 // (or scale_dtype), zero points only when asymmetric.

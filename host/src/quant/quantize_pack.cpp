@@ -23,13 +23,50 @@ namespace {
 // the generic path; it saves the int8, int32 and shifted temporaries, their passes and their
 // page faults. Returns an undefined tensor when a quotient is NaN (the generic path decides what
 // that means).
+
+// Σ (fake_quantize(x) - x)² over one row, from its codes u (offset added): dequantized as
+// compressed-tensors' fake_quantize does, (q - z) * s rounded to S at each step, then to its
+// result dtype R, and compared in float32. d is scratch for the row's differences, summed over 8
+// lanes so that both loops vectorize (inlined into the caller's clones).
+template <class X, class S, class R>
+inline double row_squared_error(const X *in, const uint32_t *u, int64_t cols, int64_t group, const S *sr,
+                                const float *zr, float offset, float *d) {
+    for (int64_t g = 0; g < cols / group; ++g) {
+        const float s = to_float(sr[g]);
+        const X *xi = in + g * group;
+        const uint32_t *ui = u + g * group;
+        float *di = d + g * group;
+        if (zr) {
+            const float z = zr[g];
+            for (int64_t j = 0; j < group; ++j) {
+                const float v = static_cast<float>(static_cast<int32_t>(ui[j])) - offset; // exact in S
+                di[j] = round_to_finite<R>(round_to_finite<S>(round_to_finite<S>(v - z) * s)) - to_float(xi[j]);
+            }
+        } else {
+            for (int64_t j = 0; j < group; ++j) {
+                const float v = static_cast<float>(static_cast<int32_t>(ui[j])) - offset;
+                di[j] = round_to_finite<R>(round_to_finite<S>(v * s)) - to_float(xi[j]);
+            }
+        }
+    }
+    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= cols; i += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += d[i + l] * d[i + l];
+    for (; i < cols; ++i) lane[0] += d[i] * d[i];
+    double total = 0;
+    for (float l : lane) total += l;
+    return total;
+}
+
 // Rows [r0, r1) into their packed words; f and u are scratch for one row. Nonzero when a quotient
-// is NaN.
+// is NaN. With row_error, each row's Σ (fake_quantize(x) - x)² too, in fake_quantize's result
+// dtype: the weight's (error_in_x) or the computation's.
 template <class X, class S, class T>
 LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
                                            bool per_row, const S *sp, const float *zpp, float lo, float hi,
                                            float offset, int bits, int64_t words, uint32_t *op, float *f,
-                                           uint32_t *u) {
+                                           uint32_t *u, double *row_error, bool error_in_x) {
     const int64_t groups = cols / group;
     int bad = 0;
     for (int64_t r = r0; r < r1; ++r) {
@@ -61,6 +98,12 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
             }
             for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
         }
+        if (row_error) {
+            const S *sr = sp + (per_row ? r * groups : 0);
+            const float *zr = zpp ? zpp + (per_row ? r * groups : 0) : nullptr;
+            row_error[r] = error_in_x ? row_squared_error<X, S, X>(in, u, cols, group, sr, zr, offset, f)
+                                      : row_squared_error<X, S, T>(in, u, cols, group, sr, zr, offset, f);
+        }
         uint32_t *row = op + r * words;
         if (bits == 4 && cols % 8 == 0) {
             for (int64_t w = 0; w < words; ++w) {
@@ -84,7 +127,7 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
 
 template <class X, class S, class T>
 at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
-                              int bits) {
+                              int bits, double *mean_squared_error, bool error_in_x) {
     const int64_t rows = x.size(0), cols = x.size(1), words = packed_words(cols, bits);
     const bool per_row = scale.numel() != 1;
     at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
@@ -97,22 +140,31 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
     const float offset = std::ldexp(1.0f, bits - 1);
     std::atomic<bool> nan{false};
+    // Per row, summed in row order afterwards: the figure does not depend on the thread count.
+    std::vector<double> row_error(mean_squared_error ? static_cast<size_t>(rows) : 0);
     // Chunks of at least ~256K values: enough work per thread to hide the scheduling.
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(cols, 1));
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> f(static_cast<size_t>(cols));
         std::vector<uint32_t> u(static_cast<size_t>(cols));
         if (quantize_pack_range<X, S, T>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits, words,
-                                         op, f.data(), u.data()))
+                                         op, f.data(), u.data(), mean_squared_error ? row_error.data() : nullptr,
+                                         error_in_x))
             nan = true;
     });
-    return nan ? at::Tensor() : out;
+    if (nan) return at::Tensor();
+    if (mean_squared_error) {
+        double total = 0;
+        for (double e : row_error) total += e;
+        *mean_squared_error = total / static_cast<double>(rows * cols);
+    }
+    return out;
 }
 
 } // namespace
 
 at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, const qparams &qp,
-                               const at::Tensor *g_idx) {
+                               const at::Tensor *g_idx, double *mean_squared_error) {
     if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || g_idx != nullptr) return {};
     if (qp.global_scale.defined() || !qp.scale.defined() || weight.dim() != 2) return {};
     const int64_t rows = weight.size(0), cols = weight.size(1);
@@ -139,15 +191,19 @@ at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, co
     if (!is_float(xt) || !is_float(st)) return {};
     const at::ScalarType ct = at::promote_types(xt, st);
     const at::Tensor x = weight.contiguous(), sc = s.contiguous();
+    // fake_quantize's result dtype: the weight's for group, else the computation's.
+    const bool error_in_x = *w.strategy == quant_strategy::group;
     at::Tensor r;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xt, "quantize_pack_x", [&] {
         using X = scalar_t;
         AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, st, "quantize_pack_s", [&] {
             using S = scalar_t;
-            if (ct == at::kFloat) r = quantize_pack_rows<X, S, float>(x, sc, qp.zero_point, group, w.num_bits);
-            else if (ct == at::kBFloat16)
-                r = quantize_pack_rows<X, S, c10::BFloat16>(x, sc, qp.zero_point, group, w.num_bits);
-            else if (ct == at::kHalf) r = quantize_pack_rows<X, S, c10::Half>(x, sc, qp.zero_point, group, w.num_bits);
+            const at::Tensor &z = qp.zero_point;
+            const int b = w.num_bits;
+            double *e = mean_squared_error;
+            if (ct == at::kFloat) r = quantize_pack_rows<X, S, float>(x, sc, z, group, b, e, error_in_x);
+            else if (ct == at::kBFloat16) r = quantize_pack_rows<X, S, c10::BFloat16>(x, sc, z, group, b, e, error_in_x);
+            else if (ct == at::kHalf) r = quantize_pack_rows<X, S, c10::Half>(x, sc, z, group, b, e, error_in_x);
         });
     });
     return r;
