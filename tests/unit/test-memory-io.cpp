@@ -125,3 +125,18 @@ TEST(tensor_write_queue, dropped_without_finish_stops_cleanly) {
     EXPECT_FALSE(fs::exists(d / "model.safetensors"));
     fs::remove_all(d);
 }
+
+TEST(cpu_allocator, the_oldest_freed_blocks_leave_first) {
+    cpu_allocator_install();
+    const int64_t old_floats = 3 << 20, new_floats = 5 << 20; // 12 MiB, then 20 MiB blocks
+    at::Tensor old_block = at::empty({old_floats}, at::kFloat);
+    old_block = at::Tensor(); // cached
+    std::vector<at::Tensor> held;
+    for (int i = 0; i < 16; ++i) held.push_back(at::empty({new_floats}, at::kFloat)); // 320 MiB
+    held.clear(); // freed after the old block: they push it out of the 256 MiB bound
+    const cpu_allocator_stats s0 = cpu_allocator_stats_get();
+    at::Tensor again = at::empty({old_floats}, at::kFloat);
+    EXPECT_EQ(cpu_allocator_stats_get().reused_blocks, s0.reused_blocks) << "the stale length should be gone";
+    at::Tensor recent = at::empty({new_floats}, at::kFloat);
+    EXPECT_EQ(cpu_allocator_stats_get().reused_blocks, s0.reused_blocks + 1) << "a recent length comes back";
+}

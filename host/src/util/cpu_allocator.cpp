@@ -5,10 +5,11 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <map>
+#include <list>
 #include <mutex>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <vector>
 
 namespace llmc {
 
@@ -30,15 +31,25 @@ bool use_huge_pages = true;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-// Freed mappings kept for reuse, by mapping length. A run allocates the same shapes layer after
+// Freed mappings kept for reuse, newest first. A run allocates the same shapes layer after
 // layer, so exact lengths match; a reused block is already backed, where a new one is zeroed and
-// faulted in again (under virtualisation the host backs it afresh too). Bounded, so memory stays
-// flat whatever the model's depth.
+// faulted in again (under virtualisation the host backs it afresh too). Bounded, the oldest
+// unmapped first, so memory stays flat whatever the model's depth and lengths no longer asked
+// for leave.
 constexpr size_t cache_limit_bytes = size_t{256} << 20;
+struct cached_block {
+    size_t size; // mapping length
+    void *data;
+};
 std::mutex cache_mu;
-std::multimap<size_t, void *> cache; // mapping length -> data pointer
+std::list<cached_block> cache; // a few hundred at most: searched in order
 size_t cached_bytes = 0;
 std::atomic<uint64_t> reused_blocks{0};
+
+void unmap_block(void *data) {
+    const auto *h = reinterpret_cast<const block_header *>(static_cast<char *>(data) - header_bytes);
+    ::munmap(h->base, h->size);
+}
 
 void free_block(void *data) {
     if (data == nullptr) return;
@@ -47,27 +58,36 @@ void free_block(void *data) {
         std::free(h->base);
         return;
     }
+    if (h->size > cache_limit_bytes) {
+        ::munmap(h->base, h->size);
+        return;
+    }
+    std::vector<void *> evicted;
     {
         std::lock_guard<std::mutex> lock(cache_mu);
-        if (cached_bytes + h->size <= cache_limit_bytes) {
-            cache.emplace(h->size, data);
-            cached_bytes += h->size;
-            return;
+        cache.push_front({h->size, data});
+        cached_bytes += h->size;
+        while (cached_bytes > cache_limit_bytes) {
+            evicted.push_back(cache.back().data);
+            cached_bytes -= cache.back().size;
+            cache.pop_back();
         }
     }
-    ::munmap(h->base, h->size);
+    for (void *d : evicted) unmap_block(d); // outside the lock
 }
 
-// A cached block whose mapping is exactly `size` long, or null.
+// The newest cached block whose mapping is exactly `size` long, or null.
 void *reuse_block(size_t size) {
     std::lock_guard<std::mutex> lock(cache_mu);
-    auto it = cache.find(size);
-    if (it == cache.end()) return nullptr;
-    void *data = it->second;
-    cache.erase(it);
-    cached_bytes -= size;
-    ++reused_blocks;
-    return data;
+    for (auto it = cache.begin(); it != cache.end(); ++it) {
+        if (it->size != size) continue;
+        void *data = it->data;
+        cache.erase(it);
+        cached_bytes -= size;
+        ++reused_blocks;
+        return data;
+    }
+    return nullptr;
 }
 
 // Own mapping: one page for the header, then the data. Blocks of a huge page or more start on a

@@ -6,8 +6,8 @@
 // 4 KiB at a time; under virtualisation a page fault costs several microseconds, which made page
 // faults the largest single cost of a data-free export. With huge pages a 2 MiB block is one
 // fault, and freed blocks (up to a fixed total) are kept and handed out again for the same
-// length, as the next layer asks for the same shapes. Beyond that total they are unmapped, so
-// memory stays flat across layers (as the fixed malloc mmap threshold of runtime_init_memory
+// length, as the next layer asks for the same shapes. Beyond that total the oldest are unmapped,
+// so memory stays flat across layers (as the fixed malloc mmap threshold of runtime_init_memory
 // does for the rest).
 #pragma once
 
