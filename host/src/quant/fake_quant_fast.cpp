@@ -87,13 +87,13 @@ LLMC_VECTOR_CLONES int run_group_rows(const X *x, int64_t r0, int64_t r1, int64_
                         const float zf = static_cast<float>(zp[k]);
                         for (int64_t j = 0; j < group; ++j) {
                             float v = quantize_one<T>(to_float(xi[j]), sf, zf, true, lo, hi, bad);
-                            v = round_to_finite<X>(round_to_finite<S>(round_to_finite<S>(v - zf) * sf));
+                            v = dequantize_one<S, X>(v, sf, zf, true);
                             store_one(o + j, v);
                         }
                     } else {
                         for (int64_t j = 0; j < group; ++j) {
                             float v = quantize_one<T>(to_float(xi[j]), sf, 0.0f, false, lo, hi, bad);
-                            v = round_to_finite<X>(round_to_finite<S>(v * sf));
+                            v = dequantize_one<S, X>(v, sf, 0.0f, false);
                             store_one(o + j, v);
                         }
                     }

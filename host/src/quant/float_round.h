@@ -62,6 +62,13 @@ template <class T> inline float quantize_one(float xv, float s, float z, bool ha
     v = std::min(std::max(v, lo), hi);
     return std::copysign((v + magic) - magic, v);
 }
+// compressed-tensors' dequantize of one quantized integer v (exact in every float dtype, so the
+// first rounding to S is a no-op): (v - z) * s with each step rounded to the scale dtype S, then
+// the result rounded to fake_quantize's result dtype R.
+template <class S, class R> inline float dequantize_one(float v, float s, float z, bool has_zp) {
+    const float q = has_zp ? round_to_finite<S>(v - z) : v;
+    return round_to_finite<R>(round_to_finite<S>(q * s));
+}
 template <class T> constexpr bool fused_rounding = !std::is_same<T, c10::Half>::value;
 
 template <class X, class T>

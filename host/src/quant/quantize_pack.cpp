@@ -25,8 +25,7 @@ namespace {
 // that means).
 
 // Σ (fake_quantize(x) - x)² over one row, from its codes u (offset added): dequantized as
-// compressed-tensors' fake_quantize does, (q - z) * s rounded to S at each step, then to its
-// result dtype R, and compared in float32. d is scratch for the row's differences, summed over 8
+// fake_quantize does (dequantize_one, to its result dtype R) and compared in float32. d is scratch for the row's differences, summed over 8
 // lanes so that both loops vectorize (inlined into the caller's clones).
 template <class X, class S, class R>
 inline double row_squared_error(const X *in, const uint32_t *u, int64_t cols, int64_t group, const S *sr,
@@ -38,15 +37,13 @@ inline double row_squared_error(const X *in, const uint32_t *u, int64_t cols, in
         float *di = d + g * group;
         if (zr) {
             const float z = zr[g];
-            for (int64_t j = 0; j < group; ++j) {
-                const float v = static_cast<float>(static_cast<int32_t>(ui[j])) - offset; // exact in S
-                di[j] = round_to_finite<R>(round_to_finite<S>(round_to_finite<S>(v - z) * s)) - to_float(xi[j]);
-            }
+            for (int64_t j = 0; j < group; ++j)
+                di[j] = dequantize_one<S, R>(static_cast<float>(static_cast<int32_t>(ui[j])) - offset, s, z, true) -
+                        to_float(xi[j]);
         } else {
-            for (int64_t j = 0; j < group; ++j) {
-                const float v = static_cast<float>(static_cast<int32_t>(ui[j])) - offset;
-                di[j] = round_to_finite<R>(round_to_finite<S>(v * s)) - to_float(xi[j]);
-            }
+            for (int64_t j = 0; j < group; ++j)
+                di[j] = dequantize_one<S, R>(static_cast<float>(static_cast<int32_t>(ui[j])) - offset, s, 0.0f, false) -
+                        to_float(xi[j]);
         }
     }
     float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -26,8 +26,7 @@ struct block_header {
 };
 static_assert(sizeof(block_header) <= header_bytes, "header must fit before the data");
 
-std::atomic<uint64_t> large_blocks{0}, huge_advised{0};
-bool use_huge_pages = true;
+std::atomic<uint64_t> large_blocks{0};
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -97,7 +96,7 @@ void *map_block(size_t n) {
     const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
     const size_t body = round_up(n, page);
     if (void *data = reuse_block(page + body)) return data;
-    const bool huge = use_huge_pages && n >= huge_page;
+    const bool huge = n >= huge_page;
     const size_t want = page + body + (huge ? huge_page : 0);
     void *raw = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return nullptr;
@@ -110,7 +109,7 @@ void *map_block(size_t n) {
         if (end > keep_end) ::munmap(keep_end, static_cast<size_t>(end - keep_end));
         base = keep_begin;
         // Advice only: where the kernel has no huge page at hand it uses small ones.
-        if (::madvise(data, body, MADV_HUGEPAGE) == 0) ++huge_advised;
+        ::madvise(data, body, MADV_HUGEPAGE);
     }
     auto *h = reinterpret_cast<block_header *>(data - header_bytes);
     h->base = base;
@@ -142,10 +141,9 @@ class host_cpu_allocator final : public c10::Allocator {
 
 } // namespace
 
-void cpu_allocator_install(bool huge_pages) {
+void cpu_allocator_install() {
     static std::once_flag once;
-    std::call_once(once, [huge_pages] {
-        use_huge_pages = huge_pages;
+    std::call_once(once, [] {
         static host_cpu_allocator allocator;
         // Above the default's priority (0), so nothing later replaces it by accident.
         c10::SetCPUAllocator(&allocator, 1);
@@ -153,7 +151,7 @@ void cpu_allocator_install(bool huge_pages) {
 }
 
 cpu_allocator_stats cpu_allocator_stats_get() {
-    return {large_blocks.load(), huge_advised.load(), reused_blocks.load()};
+    return {large_blocks.load(), reused_blocks.load()};
 }
 
 } // namespace llmc

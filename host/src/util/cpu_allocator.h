@@ -20,14 +20,13 @@ namespace llmc {
 constexpr size_t cpu_allocator_large_bytes = size_t{1} << 20;
 
 // Installs the allocator as LibTorch's CPU allocator (once; later calls do nothing). Tensors
-// allocated before keep their own deleters. `huge_pages` false keeps the own mappings but never
-// asks for huge pages (for measuring what they bring).
-void cpu_allocator_install(bool huge_pages = true);
+// allocated before keep their own deleters.
+void cpu_allocator_install();
 
-// What the allocator did since it was installed: blocks given their own mapping, how many of
-// those were advised to use huge pages, and how many large blocks reused a freed mapping.
+// What the allocator did since it was installed: large blocks given a new mapping, and large
+// blocks that reused a freed one.
 struct cpu_allocator_stats {
-    uint64_t large_blocks = 0, huge_advised = 0, reused_blocks = 0;
+    uint64_t large_blocks = 0, reused_blocks = 0;
 };
 cpu_allocator_stats cpu_allocator_stats_get();
 
