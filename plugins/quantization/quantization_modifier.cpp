@@ -2,7 +2,8 @@
 // initialize; static activations are observed by forward hooks during calibration; at each
 // subgraph's end the activation and weight qparams of its modules are stored as
 // compressed-tensors buffers (weights themselves stay as they are: the exporter quantizes them
-// with these qparams); fake-quantization is switched on when calibration ends.
+// with these qparams), or the weight qparams are left to the host where it can compute them
+// from the weight alone; fake-quantization is switched on when calibration ends.
 #include "../common/activation_calibration.hpp"
 #include "../common/imatrix_inputs.hpp"
 #include "../common/weight_qparams.hpp"
@@ -74,6 +75,20 @@ class quantization_modifier : public llmc::sdk::modifier {
         }
         if (todo.empty()) return;
         mixin_.check_divisible(columns);
+        // Weight qparams the host can compute from the weight alone are left to it: the exporter
+        // then observes and packs each weight in one read of it (weight_qparams_defer).
+        std::vector<std::string> eager;
+        for (const auto &m : todo) {
+            const auto t1 = std::chrono::steady_clock::now();
+            if (imatrix_.observer_of(m) != nullptr || !host().weight_qparams_defer(m)) {
+                eager.push_back(m);
+                continue;
+            }
+            host().report(m, "time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+            done_.insert(m);
+        }
+        todo = eager;
+        if (todo.empty()) return;
         const auto t0 = std::chrono::steady_clock::now();
         const auto qparams =
             observe_weights(host(), todo, [&](const std::string &m) { return &(*mixin_.scheme_of(m))["weights"]; },

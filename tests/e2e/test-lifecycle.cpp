@@ -101,6 +101,10 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
     EXPECT_EQ(rep["scheme"]["weights"]["strategy"], "channel");
     EXPECT_EQ(rep["scheme_get_matches"], true);
     EXPECT_EQ(rep["scheme_get_unattached_empty"], true);
+    // Weight qparams left to the host are stored, when next looked at, as an eager observe stores them.
+    EXPECT_EQ(rep["defer_taken"], true);
+    EXPECT_EQ(rep["defer_settles_as_eager"], true);
+    EXPECT_EQ(rep["defer_unattached"], "NOT_FOUND");
     // Hooks fire in the calibration pass only (4 batches), never in the propagation pass, and a
     // removed hook never fires.
     for (const auto &m : rep["matched"]) {

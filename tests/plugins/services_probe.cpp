@@ -4,6 +4,7 @@
 #include <llmc/sdk/modifier.hpp>
 #include <llmc/sdk/torch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 
@@ -165,6 +166,7 @@ class services_probe : public llmc::sdk::modifier {
         report_["buffer_roundtrip"] = listed && read && removed;
         auto params = h.tensor_names(m, LLMC_TENSOR_PARAMETER);
         report_["params_of_first"] = params;
+        check_weight_qparams_defer(m);
         // Replay is only open during SEQUENTIAL_EPOCH_END.
         try {
             h.replay_run(m, {}, [](size_t, const DLTensor &) {});
@@ -173,6 +175,34 @@ class services_probe : public llmc::sdk::modifier {
             report_["replay_outside_epoch"] = e.code() == LLMC_ERR_UNAVAILABLE ? "UNAVAILABLE" : "other";
         }
         if (quantize_) h.quantization_enable(true);
+    }
+
+    // weight_qparams_defer (ABI 1.2): when a plugin next looks at the module, the host has stored
+    // exactly what an eager observe-and-store gives. A scale stored before (quantize mode) is put
+    // back afterwards, so the checkpoint does not depend on this check.
+    void check_weight_qparams_defer(const std::string &m) {
+        const auto &h = host();
+        const std::string args = json::parse(h.scheme_get(m))["weights"].dump();
+        auto has_scale = [&] {
+            const auto names = h.tensor_names(m, LLMC_TENSOR_BUFFER);
+            return std::find(names.begin(), names.end(), "weight_scale") != names.end();
+        };
+        at::Tensor saved;
+        if (has_scale()) saved = llmc::sdk::tensor_get(h, m, "weight_scale").clone();
+        const at::Tensor w = llmc::sdk::tensor_get(h, m, "weight");
+        auto obs = h.make_observer(args, LLMC_OBSERVE_WEIGHT);
+        llmc::sdk::dl_view wv(w);
+        obs->observe(wv.get());
+        const at::Tensor eager = llmc::sdk::to_tensor(std::move(obs->qparams().scale)).to(w.scalar_type());
+        report_["defer_taken"] = h.weight_qparams_defer(m);
+        report_["defer_settles_as_eager"] = has_scale() && at::equal(llmc::sdk::tensor_get(h, m, "weight_scale"), eager);
+        if (saved.defined()) llmc::sdk::tensor_set(h, m, "weight_scale", saved);
+        try {
+            h.weight_qparams_defer(h.module(0).name); // the root: no scheme
+            report_["defer_unattached"] = "none";
+        } catch (const status_error &e) {
+            report_["defer_unattached"] = e.code() == LLMC_ERR_NOT_FOUND ? "NOT_FOUND" : "other";
+        }
     }
 
     bool on_finalize() override {

@@ -7,9 +7,11 @@
 #include "export/module_compress.h"
 #include "quant/args.h"
 #include "quant/qparams.h"
+#include "quant/quantize_pack.h"
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -107,6 +109,84 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
     }
     EXPECT_GT(cases, 100);
     EXPECT_EQ(fast_taken, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
+}
+
+// Without stored qparams the exporter observes each block of rows in the pass that packs it: the
+// same scales, zero points and words as observing the whole weight first, whichever dtype,
+// strategy and symmetry, over several blocks. An MSE observer is not blockwise (its search
+// stops on the whole tensor's progress) and observes the whole weight first.
+TEST(export_fast, observing_in_the_pack_pass_matches_observing_first) {
+    int cases = 0;
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
+        for (const char *strategy : {"group", "channel"}) {
+            for (bool symmetric : {true, false}) {
+                for (const char *observer : {"minmax", "memoryless_mse"}) {
+                    quant::quant_args a;
+                    a.num_bits = 4;
+                    a.symmetric = symmetric;
+                    a.observer = observer;
+                    a.strategy = std::string(strategy) == "group" ? quant::quant_strategy::group
+                                                                  : quant::quant_strategy::channel;
+                    if (a.strategy == quant::quant_strategy::group) a.group_size = 64;
+                    a = quant::make_args(a);
+                    quant::quant_scheme scheme;
+                    scheme.weights = a;
+                    // 256 KiB blocks: bf16 rows of 256 columns make 512-row blocks, so 1100 rows are 3.
+                    const at::Tensor w = weight(1100, 256, dtype, 77 + cases);
+                    const quant::qparams qp = quant::qparams_observe(a, w);
+                    std::vector<saved_tensor> stored{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+                    if (!symmetric) stored.push_back({"weight_zero_point", qp.zero_point, ""});
+                    const std::vector<saved_tensor> bare{{"weight", w, ""}};
+                    const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " " +
+                                             (symmetric ? "sym " : "asym ") + observer;
+                    double e_bare = -1, e_stored = -2;
+                    expect_same(compress(scheme, bare, dtype, true, &e_bare), compress(scheme, stored, dtype, true, &e_stored),
+                                what);
+                    EXPECT_NEAR(e_bare, e_stored, 1e-6 * e_stored) << what;
+                    expect_same(compress(scheme, bare, dtype, true), compress(scheme, bare, dtype, false), what + " generic");
+                    ++cases;
+                }
+            }
+        }
+    }
+    EXPECT_EQ(cases, 24);
+}
+
+// A row reader (the exporter's: rows from the checkpoint file) supplies each block's bytes; one
+// that declines leaves them to be read from the weight. Either way the result is the same.
+TEST(export_fast, rows_come_through_the_reader_when_it_reads) {
+    quant::quant_args a;
+    a.num_bits = 4;
+    a.strategy = quant::quant_strategy::group;
+    a.group_size = 128;
+    a = quant::make_args(a);
+    const at::Tensor w = weight(2000, 512, at::kBFloat16, 5);
+    const at::Tensor copy = w.clone();
+    int calls = 0;
+    const quant::row_reader from_copy = [&](int64_t r0, int64_t r1, void *dst) {
+        ++calls;
+        std::memcpy(dst, copy[r0].data_ptr(), static_cast<size_t>((r1 - r0) * copy.size(1) * copy.element_size()));
+        return true;
+    };
+    const quant::row_reader declines = [&](int64_t, int64_t, void *) { return false; };
+    quant::qparams direct, via, declined;
+    double e_direct = 0, e_via = 0;
+    const at::Tensor p_direct = quant::observe_quantize_pack_int32(a, w, direct, &e_direct);
+    // The reader's bytes are what is packed: poison the weight to see it is not read.
+    const at::Tensor poisoned = at::zeros_like(w);
+    const at::Tensor p_via = quant::observe_quantize_pack_int32(a, poisoned, via, &e_via, from_copy);
+    const at::Tensor p_declined = quant::observe_quantize_pack_int32(a, w, declined, nullptr, declines);
+    ASSERT_TRUE(p_direct.defined() && p_via.defined() && p_declined.defined());
+    EXPECT_GT(calls, 1);
+    EXPECT_TRUE(at::equal(p_direct, p_via));
+    EXPECT_TRUE(at::equal(p_direct, p_declined));
+    EXPECT_TRUE(at::equal(direct.scale, via.scale));
+    EXPECT_EQ(e_direct, e_via);
+    // With stored qparams the reader serves the pack pass alone.
+    calls = 0;
+    const at::Tensor p_stored = quant::quantize_pack_int32(a, poisoned, direct, nullptr, nullptr, from_copy);
+    EXPECT_GT(calls, 1);
+    EXPECT_TRUE(at::equal(p_stored, p_direct));
 }
 
 TEST(export_fast, nan_weights_take_the_generic_path) {

@@ -1,5 +1,6 @@
 // Safetensors reader/writer: round trips of every dtype, sharding, and hostile files that must
 // give llmc::error (naming the file and tensor), never a crash.
+#include "io/file_regions.h"
 #include "io/safetensors.h"
 #include "util/error.h"
 
@@ -157,6 +158,50 @@ TEST(safetensors, tensors_are_zero_copy_and_outlive_the_file_object) {
     t.add_(1);
     safetensors_file again(p.string());
     EXPECT_TRUE(at::equal(again.tensor("a"), src));
+}
+
+// A view no one wrote to is known to be its file's bytes (io/file_regions.h): the writer copies
+// it from the file inside the kernel, and the exporter reads it from there. A view written to is
+// not, and what is saved is then the memory, not the file.
+TEST(safetensors, unmodified_views_are_written_from_their_file) {
+    temp_dir dir;
+    const fs::path p = dir / "in.safetensors";
+    const at::Tensor small = at::arange(6, at::kFloat);
+    const at::Tensor big = at::randn({512, 1024}); // 2 MiB: large enough to be copied in the kernel
+    {
+        safetensors_writer w(p.string());
+        w.add("small", small);
+        w.add("big", big);
+        w.add("other", big * 2);
+        w.finish();
+    }
+    safetensors_file f(p.string());
+    at::Tensor clean = f.tensor("big"), dirty = f.tensor("other");
+    const auto range = file_range_clean(clean.data_ptr(), clean.nbytes());
+    ASSERT_TRUE(range.has_value()) << "a fresh view must be recognised (is /proc/self/pagemap readable?)";
+    EXPECT_EQ(range->offset, f.data_offset() + f.info("big").begin);
+    ASSERT_TRUE(file_range_clean(dirty.data_ptr(), dirty.nbytes()).has_value());
+    dirty.index_put_({300, 7}, 42.0f); // one page becomes the process's own copy
+    EXPECT_FALSE(file_range_clean(dirty.data_ptr(), dirty.nbytes()).has_value());
+    EXPECT_TRUE(file_range_clean(dirty.data_ptr(), 4096).has_value()); // its first rows are untouched
+    const at::Tensor heap = at::randn({512, 1024});
+    EXPECT_FALSE(file_range_clean(heap.data_ptr(), heap.nbytes()).has_value());
+
+    const fs::path q = dir / "out.safetensors";
+    {
+        safetensors_writer w(q.string(), {{"format", "pt"}}, 4096);
+        w.add("small", f.tensor("small"));
+        w.add("clean", clean);
+        w.add("dirty", dirty);
+        w.add("heap", heap);
+        w.finish();
+    }
+    safetensors_file out(q.string());
+    EXPECT_TRUE(at::equal(out.tensor("small"), small));
+    EXPECT_TRUE(at::equal(out.tensor("clean"), big));
+    EXPECT_TRUE(at::equal(out.tensor("dirty"), dirty));
+    EXPECT_EQ(out.tensor("dirty")[300][7].item<float>(), 42.0f);
+    EXPECT_TRUE(at::equal(out.tensor("heap"), heap));
 }
 
 TEST(safetensors, misaligned_data_is_copied) {

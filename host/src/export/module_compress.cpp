@@ -2,10 +2,13 @@
 
 #include "export/formats.h"
 #include "export/tensor_codec.h"
+#include "io/file_regions.h"
 #include "quant/packing.h"
 #include "quant/qparams.h"
 #include "quant/quantize_pack.h"
 #include "util/error.h"
+
+#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -89,6 +92,26 @@ double mean_squared_difference(const at::Tensor &a, const at::Tensor &b) {
     return (a.to(at::kFloat) - b.to(at::kFloat)).pow(2).sum(at::kDouble).item<double>() / static_cast<double>(a.numel());
 }
 
+// Reads rows of a weight that is still its checkpoint's bytes from the file, through a buffer
+// that stays in cache (io/file_regions.h); none for any other weight.
+quant::row_reader file_row_reader(const at::Tensor &weight) {
+    if (weight.dim() != 2 || !weight.is_contiguous() || !weight.device().is_cpu() || weight.numel() == 0) return {};
+    const auto src = file_range_clean(weight.data_ptr(), weight.nbytes());
+    if (!src) return {};
+    const uint64_t row_bytes = static_cast<uint64_t>(weight.size(1)) * weight.element_size();
+    return [src = *src, row_bytes](int64_t r0, int64_t r1, void *dst) {
+        const uint64_t want = static_cast<uint64_t>(r1 - r0) * row_bytes;
+        uint64_t done = 0;
+        while (done < want) {
+            const ssize_t n = ::pread(src.fd, static_cast<char *>(dst) + done, want - done,
+                                      static_cast<off_t>(src.offset + static_cast<uint64_t>(r0) * row_bytes + done));
+            if (n <= 0) return false; // the mapping still has the bytes
+            done += static_cast<uint64_t>(n);
+        }
+        return true;
+    };
+}
+
 void add_weight(output &out, const std::string &module_name, const quant_args &w, const std::string &format,
                 const tensor_set &in, at::ScalarType model_dtype, const at::Tensor *global_scale, double *error) {
     const at::Tensor *weight = in.get("weight");
@@ -97,12 +120,19 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
         fail("module '{}': weight must be 2-D to compress, got {} dimensions", module_name, weight->dim());
     const bool with_g_idx = uses_g_idx(w);
     const at::Tensor *g_idx = with_g_idx && filled(in.get("weight_g_idx")) ? in.get("weight_g_idx") : nullptr;
-    const quant::qparams qp = weight_qparams(module_name, w, in, *weight, g_idx, global_scale);
     const int64_t rows = weight->size(0), cols = weight->size(1);
-    // pack-quantized INT weights take the fused pass; everything else quantizes first.
+    // pack-quantized INT weights take the fused pass (observing in it too when no qparams are
+    // stored); everything else quantizes first.
+    const bool fast = format == fmt_name::pack_quantized && fast_paths_enabled();
+    quant::qparams qp;
     at::Tensor packed;
-    if (format == fmt_name::pack_quantized && fast_paths_enabled())
-        packed = quant::quantize_pack_int32(w, *weight, qp, g_idx, error);
+    const quant::row_reader read = fast ? file_row_reader(*weight) : quant::row_reader();
+    if (fast && !in.get("weight_scale") && !g_idx && !global_scale)
+        packed = quant::observe_quantize_pack_int32(w, *weight, qp, error, read);
+    if (!packed.defined()) {
+        qp = weight_qparams(module_name, w, in, *weight, g_idx, global_scale);
+        if (fast) packed = quant::quantize_pack_int32(w, *weight, qp, g_idx, error, read);
+    }
     if (packed.defined()) ++fast_paths_taken;
     const at::Tensor q = packed.defined() ? at::Tensor() : quant::quantize(w, *weight, qp, g_idx);
     // The generic path measures its error with fake_quantize: the same numbers, one more pass.

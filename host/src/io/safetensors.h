@@ -158,6 +158,7 @@ class safetensors_writer {
         uint64_t begin, end;
     };
     void abandon();
+    bool write_data(const void *data, size_t nbytes);
 
     std::string path_;
     std::map<std::string, std::string> metadata_;

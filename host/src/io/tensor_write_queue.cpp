@@ -55,6 +55,8 @@ void tensor_write_queue::run() {
         if (closing_) return;
         item it = std::move(queue_.front());
         queue_.pop_front();
+        // The bound is on what waits: the tensor being written no longer holds up pushes.
+        queued_bytes_ -= std::min<uint64_t>(queued_bytes_, it.tensor.defined() ? it.tensor.nbytes() : 0);
         busy_ = true;
         lock.unlock();
         std::exception_ptr failed;
@@ -65,11 +67,9 @@ void tensor_write_queue::run() {
         } catch (...) {
             failed = std::current_exception();
         }
-        const uint64_t bytes = it.tensor.defined() ? static_cast<uint64_t>(it.tensor.nbytes()) : 0;
         it = item{}; // a view of the input may run its deleter here: not under the lock
         lock.lock();
         busy_ = false;
-        queued_bytes_ -= std::min(queued_bytes_, bytes); // the destructor may have zeroed it
         if (failed) {
             error_ = failed;
             queue_.clear(); // nothing after a failed write is worth writing

@@ -19,8 +19,9 @@ namespace llmc {
 
 class tensor_write_queue {
   public:
-    // `out` must outlive the queue. At most `max_queued_bytes` of tensors wait (a push beyond it
-    // blocks), so memory stays bounded; one tensor larger than that still goes through alone.
+    // `out` must outlive the queue. At most `max_queued_bytes` of tensors wait behind the one
+    // being written (a push beyond it blocks), so memory stays bounded; one tensor larger than
+    // that still goes through alone.
     tensor_write_queue(safetensors_sharded_writer &out, uint64_t max_queued_bytes);
     // Without finish() (an error elsewhere): what is queued is dropped and the thread stopped.
     ~tensor_write_queue();

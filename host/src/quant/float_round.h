@@ -11,11 +11,12 @@
 #include <cstring>
 #include <type_traits>
 
-// The fast paths' hot loops are built twice on x86-64, for AVX2 and for the baseline, and the
-// loader picks one for the CPU (GCC's target_clones): twice the lanes where the CPU has them,
-// and the same bits, as no FMA contraction is allowed (ISO C++ mode keeps -ffp-contract=off).
+// The fast paths' hot loops are built three times on x86-64, for x86-64-v4 (AVX-512), AVX2 and
+// the baseline, and the loader picks one for the CPU (GCC's target_clones): more lanes where the
+// CPU has them, and the same bits, as no FMA contraction is allowed (ISO C++ mode keeps
+// -ffp-contract=off).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LLMC_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define LLMC_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define LLMC_VECTOR_CLONES
 #endif
@@ -67,7 +68,9 @@ template <class T> inline float quantize_one(float xv, float s, float z, bool ha
 // the result rounded to fake_quantize's result dtype R.
 template <class S, class R> inline float dequantize_one(float v, float s, float z, bool has_zp) {
     const float q = has_zp ? round_to_finite<S>(v - z) : v;
-    return round_to_finite<R>(round_to_finite<S>(q * s));
+    const float p = round_to_finite<S>(q * s);
+    if constexpr (std::is_same<S, R>::value) return p; // rounding to S twice is rounding once
+    else return round_to_finite<R>(p);
 }
 template <class T> constexpr bool fused_rounding = !std::is_same<T, c10::Half>::value;
 

@@ -24,46 +24,27 @@ namespace {
 // page faults. Returns an undefined tensor when a quotient is NaN (the generic path decides what
 // that means).
 
-// Σ (fake_quantize(x) - x)² over one row, from its codes u (offset added): dequantized as
-// fake_quantize does (dequantize_one, to its result dtype R) and compared in float32. d is scratch for the row's differences, summed over 8
-// lanes so that both loops vectorize (inlined into the caller's clones).
-template <class X, class S, class R>
-inline double row_squared_error(const X *in, const uint32_t *u, int64_t cols, int64_t group, const S *sr,
-                                const float *zr, float offset, float *d) {
-    for (int64_t g = 0; g < cols / group; ++g) {
-        const float s = to_float(sr[g]);
-        const X *xi = in + g * group;
-        const uint32_t *ui = u + g * group;
-        float *di = d + g * group;
-        if (zr) {
-            const float z = zr[g];
-            for (int64_t j = 0; j < group; ++j)
-                di[j] = dequantize_one<S, R>(static_cast<float>(static_cast<int32_t>(ui[j])) - offset, s, z, true) -
-                        to_float(xi[j]);
-        } else {
-            for (int64_t j = 0; j < group; ++j)
-                di[j] = dequantize_one<S, R>(static_cast<float>(static_cast<int32_t>(ui[j])) - offset, s, 0.0f, false) -
-                        to_float(xi[j]);
-        }
-    }
+// Σ d² over a row's differences d, summed over 8 lanes so that the loops vectorize.
+inline double sum_squares(const float *d, int64_t n) {
     float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
-    for (; i + 8 <= cols; i += 8)
+    for (; i + 8 <= n; i += 8)
         for (int l = 0; l < 8; ++l) lane[l] += d[i + l] * d[i + l];
-    for (; i < cols; ++i) lane[0] += d[i] * d[i];
+    for (; i < n; ++i) lane[0] += d[i] * d[i];
     double total = 0;
     for (float l : lane) total += l;
     return total;
 }
 
 // Rows [r0, r1) into their packed words; f and u are scratch for one row. Nonzero when a quotient
-// is NaN. With row_error, each row's Σ (fake_quantize(x) - x)² too, in fake_quantize's result
-// dtype: the weight's (error_in_x) or the computation's.
-template <class X, class S, class T>
+// is NaN. With Err, each row's Σ (fake_quantize(x) - x)² into row_error too, fake_quantize's
+// result in dtype R (the weight's for group, else the computation's): where the rounding fuses,
+// in the same loop that quantizes, from the value before it becomes a code.
+template <class X, class S, class T, class R, bool Err>
 LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
                                            bool per_row, const S *sp, const float *zpp, float lo, float hi,
                                            float offset, int bits, int64_t words, uint32_t *op, float *f,
-                                           uint32_t *u, double *row_error, bool error_in_x) {
+                                           uint32_t *u, double *row_error) {
     const int64_t groups = cols / group;
     int bad = 0;
     for (int64_t r = r0; r < r1; ++r) {
@@ -75,17 +56,25 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
                 const float s = to_float(sp[k]);
                 const X *xi = in + g * group;
                 uint32_t *ui = u + g * group;
+                float *di = f + g * group;
                 if (zpp) {
                     const float z = zpp[k];
-                    for (int64_t j = 0; j < group; ++j)
-                        ui[j] = static_cast<uint32_t>(
-                            static_cast<int32_t>(quantize_one<T>(to_float(xi[j]), s, z, true, lo, hi, bad) + offset));
+                    for (int64_t j = 0; j < group; ++j) {
+                        const float xv = to_float(xi[j]);
+                        const float v = quantize_one<T>(xv, s, z, true, lo, hi, bad);
+                        ui[j] = static_cast<uint32_t>(static_cast<int32_t>(v + offset));
+                        if constexpr (Err) di[j] = dequantize_one<S, R>(v, s, z, true) - xv;
+                    }
                 } else {
-                    for (int64_t j = 0; j < group; ++j)
-                        ui[j] = static_cast<uint32_t>(static_cast<int32_t>(
-                            quantize_one<T>(to_float(xi[j]), s, 0.0f, false, lo, hi, bad) + offset));
+                    for (int64_t j = 0; j < group; ++j) {
+                        const float xv = to_float(xi[j]);
+                        const float v = quantize_one<T>(xv, s, 0.0f, false, lo, hi, bad);
+                        ui[j] = static_cast<uint32_t>(static_cast<int32_t>(v + offset));
+                        if constexpr (Err) di[j] = dequantize_one<S, R>(v, s, 0.0f, false) - xv;
+                    }
                 }
             }
+            if constexpr (Err) row_error[r] = sum_squares(f, cols);
         } else {
             for (int64_t g = 0; g < groups; ++g) {
                 const int64_t k = per_row ? r * groups + g : 0;
@@ -93,13 +82,21 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
                 const float z = zpp ? zpp[k] : 0.0f;
                 bad |= quantize_group<X, T>(in + g * group, group, s, z, zpp != nullptr, lo, hi, f + g * group);
             }
-            for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
-        }
-        if (row_error) {
-            const S *sr = sp + (per_row ? r * groups : 0);
-            const float *zr = zpp ? zpp + (per_row ? r * groups : 0) : nullptr;
-            row_error[r] = error_in_x ? row_squared_error<X, S, X>(in, u, cols, group, sr, zr, offset, f)
-                                      : row_squared_error<X, S, T>(in, u, cols, group, sr, zr, offset, f);
+            if constexpr (Err) {
+                // f holds the quantized values (before the offset): their differences replace them.
+                for (int64_t g = 0; g < groups; ++g) {
+                    const int64_t k = per_row ? r * groups + g : 0;
+                    const float s = to_float(sp[k]);
+                    const float z = zpp ? zpp[k] : 0.0f;
+                    for (int64_t j = g * group; j < (g + 1) * group; ++j) {
+                        u[j] = static_cast<uint32_t>(static_cast<int32_t>(f[j] + offset));
+                        f[j] = dequantize_one<S, R>(f[j], s, z, zpp != nullptr) - to_float(in[j]);
+                    }
+                }
+                row_error[r] = sum_squares(f, cols);
+            } else {
+                for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
+            }
         }
         uint32_t *row = op + r * words;
         if (bits == 4 && cols % 8 == 0) {
@@ -122,14 +119,14 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
     return bad;
 }
 
+// `out`: int32 [rows, words], contiguous (a row slice of a larger result is).
 template <class X, class S, class T>
 at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
-                              int bits, double *mean_squared_error, bool error_in_x) {
+                              int bits, double *mean_squared_error, bool error_in_x, at::Tensor out) {
     const int64_t rows = x.size(0), cols = x.size(1), words = packed_words(cols, bits);
     const bool per_row = scale.numel() != 1;
     at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
     if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
-    at::Tensor out = at::empty({rows, words}, at::TensorOptions().dtype(at::kInt));
     const X *xp = x.data_ptr<X>();
     const S *sp = scale.data_ptr<S>();
     const float *zpp = zx.defined() ? zx.data_ptr<float>() : nullptr;
@@ -144,10 +141,17 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> f(static_cast<size_t>(cols));
         std::vector<uint32_t> u(static_cast<size_t>(cols));
-        if (quantize_pack_range<X, S, T>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits, words,
-                                         op, f.data(), u.data(), mean_squared_error ? row_error.data() : nullptr,
-                                         error_in_x))
-            nan = true;
+        int bad = 0;
+        if (!mean_squared_error)
+            bad = quantize_pack_range<X, S, T, T, false>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset,
+                                                         bits, words, op, f.data(), u.data(), nullptr);
+        else if (error_in_x)
+            bad = quantize_pack_range<X, S, T, X, true>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits,
+                                                        words, op, f.data(), u.data(), row_error.data());
+        else
+            bad = quantize_pack_range<X, S, T, T, true>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits,
+                                                        words, op, f.data(), u.data(), row_error.data());
+        if (bad) nan = true;
     });
     if (nan) return at::Tensor();
     if (mean_squared_error) {
@@ -158,10 +162,10 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     return out;
 }
 
-} // namespace
-
-at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, const qparams &qp,
-                               const at::Tensor *g_idx, double *mean_squared_error) {
+// quantize_pack_int32 into `out` (int32 [rows, words], contiguous), or into a new tensor when
+// `out` is undefined.
+at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, const at::Tensor *g_idx,
+                              double *mean_squared_error, at::Tensor out) {
     if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || g_idx != nullptr) return {};
     if (qp.global_scale.defined() || !qp.scale.defined() || weight.dim() != 2) return {};
     const int64_t rows = weight.size(0), cols = weight.size(1);
@@ -188,6 +192,7 @@ at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, co
     if (!is_float(xt) || !is_float(st)) return {};
     const at::ScalarType ct = at::promote_types(xt, st);
     const at::Tensor x = weight.contiguous(), sc = s.contiguous();
+    if (!out.defined()) out = at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
     // fake_quantize's result dtype: the weight's for group, else the computation's.
     const bool error_in_x = *w.strategy == quant_strategy::group;
     at::Tensor r;
@@ -198,12 +203,95 @@ at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, co
             const at::Tensor &z = qp.zero_point;
             const int b = w.num_bits;
             double *e = mean_squared_error;
-            if (ct == at::kFloat) r = quantize_pack_rows<X, S, float>(x, sc, z, group, b, e, error_in_x);
-            else if (ct == at::kBFloat16) r = quantize_pack_rows<X, S, c10::BFloat16>(x, sc, z, group, b, e, error_in_x);
-            else if (ct == at::kHalf) r = quantize_pack_rows<X, S, c10::Half>(x, sc, z, group, b, e, error_in_x);
+            if (ct == at::kFloat) r = quantize_pack_rows<X, S, float>(x, sc, z, group, b, e, error_in_x, out);
+            else if (ct == at::kBFloat16) r = quantize_pack_rows<X, S, c10::BFloat16>(x, sc, z, group, b, e, error_in_x, out);
+            else if (ct == at::kHalf) r = quantize_pack_rows<X, S, c10::Half>(x, sc, z, group, b, e, error_in_x, out);
         });
     });
     return r;
+}
+
+// Rows in blocks of ~256 KiB, each read once (from `read` into a buffer of this thread's when it
+// can, else from the weight), observed when `given` is null, then quantized and packed from
+// cache. The caller has checked that blocks of rows quantize as the whole weight does.
+at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
+                          qparams &qp, double *mean_squared_error) {
+    const int64_t rows = x.size(0), cols = x.size(1);
+    const int64_t row_bytes = cols * x.element_size();
+    const int64_t block = std::max<int64_t>(1, (int64_t{256} << 10) / row_bytes);
+    const int64_t blocks = (rows + block - 1) / block;
+    const bool per_row = given && given->scale.numel() != 1;
+    at::Tensor out = at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+    std::vector<at::Tensor> scales(static_cast<size_t>(blocks)), zero_points(static_cast<size_t>(blocks));
+    std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
+    std::atomic<bool> failed{false};
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        at::Tensor buffer;
+        if (read) buffer = at::empty({block, cols}, x.options());
+        for (int64_t b = b0; b < b1 && !failed; ++b) {
+            const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
+            at::Tensor part = x.slice(0, r0, r1);
+            if (read && read(r0, r1, buffer.data_ptr())) part = buffer.slice(0, 0, r1 - r0);
+            qparams q;
+            if (!given) {
+                q = qparams_observe(w, part, observed_role::weight);
+            } else {
+                q.scale = per_row ? given->scale.slice(0, r0, r1) : given->scale;
+                if (given->zero_point.defined())
+                    q.zero_point = per_row ? given->zero_point.slice(0, r0, r1) : given->zero_point;
+            }
+            double e = 0;
+            if (!quantize_pack_into(w, part, q, nullptr, mean_squared_error ? &e : nullptr, out.slice(0, r0, r1))
+                     .defined()) {
+                failed = true;
+                continue;
+            }
+            scales[static_cast<size_t>(b)] = q.scale;
+            zero_points[static_cast<size_t>(b)] = q.zero_point;
+            sums[static_cast<size_t>(b)] = e * static_cast<double>(part.numel());
+        }
+    });
+    if (failed) return {};
+    if (!given) {
+        qp = qparams();
+        qp.scale = at::cat(scales, 0);
+        if (zero_points.front().defined()) qp.zero_point = at::cat(zero_points, 0);
+    }
+    if (mean_squared_error) {
+        double total = 0;
+        for (double e : sums) total += e;
+        *mean_squared_error = total / static_cast<double>(rows * cols);
+    }
+    return out;
+}
+
+} // namespace
+
+at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, const qparams &qp,
+                               const at::Tensor *g_idx, double *mean_squared_error, const row_reader &read) {
+    // Whole rows in blocks need qparams per row or one for all (not block strategy's).
+    const bool blockwise = read && !g_idx && weight.dim() == 2 && qp.scale.defined() && !qp.global_scale.defined() &&
+                           (qp.scale.numel() == 1 || (qp.scale.dim() == 2 && qp.scale.size(0) == weight.size(0)));
+    if (blockwise) {
+        // Each block meets quantize_pack_into's checks in their per-block form, or none packs.
+        qparams unused;
+        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, unused, mean_squared_error); r.defined())
+            return r;
+    }
+    return quantize_pack_into(w, weight, qp, g_idx, mean_squared_error, at::Tensor());
+}
+
+at::Tensor observe_quantize_pack_int32(const quant_args &w, const at::Tensor &weight, qparams &qp,
+                                       double *mean_squared_error, const row_reader &read) {
+    if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || w.is_dynamic() || weight.dim() != 2)
+        return {};
+    if (*w.strategy != quant_strategy::channel && *w.strategy != quant_strategy::group) return {};
+    if (w.actorder && canonical(*w.actorder) == actorder_kind::group) return {}; // columns regrouped by g_idx
+    if (observer(w, observed_role::weight).kind() != "memoryless_minmax") return {};
+    const int64_t rows = weight.size(0), cols = weight.size(1);
+    if (rows == 0 || cols == 0 || (*w.strategy == quant_strategy::group && cols % w.group_size.value_or(0) != 0))
+        return {};
+    return pack_in_blocks(w, weight.contiguous(), nullptr, read, qp, mean_squared_error);
 }
 
 } // namespace llmc::quant

@@ -7,14 +7,32 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
+
 namespace llmc::quant {
+
+// Reads rows [r0, r1) of a weight into dst (their bytes, contiguous) and returns true, or returns
+// false to have them read from the weight's memory. It lets the exporter take an unmodified
+// weight's bytes from its file rather than through the mapping (io/file_regions.h).
+using row_reader = std::function<bool(int64_t r0, int64_t r1, void *dst)>;
 
 // pack_int32(quantize(args, weight, qp), num_bits, 1), bit for bit, when: INT args of 1..8 bits;
 // strategy tensor, channel or group (qparams [1], [rows, 1] or [rows, cols / group]); no g_idx and
 // no global scale; a 2-D float weight. An undefined tensor when the call is not of that form or a
 // quotient is NaN (the generic path decides what that means). With `mean_squared_error`, also
 // mean((fake_quantize(weight) - weight)²) in the same pass (set only when the packing succeeded).
+// With `read` (and no g_idx), rows go in cache-sized blocks read through it.
 at::Tensor quantize_pack_int32(const quant_args &args, const at::Tensor &weight, const qparams &qp,
-                               const at::Tensor *g_idx = nullptr, double *mean_squared_error = nullptr);
+                               const at::Tensor *g_idx = nullptr, double *mean_squared_error = nullptr,
+                               const row_reader &read = {});
+
+// qparams_observe(args, weight) then quantize_pack_int32 with them, in blocks of rows that stay
+// in cache between the two: one pass over the weight's memory instead of two. Only where a block
+// of rows observes exactly as the whole weight does: INT args of 1..8 bits, static, strategy
+// channel or group without activation-order groups, a min/max observer (the MSE search stops when
+// no group of the whole tensor improves, so it is not blockwise). On success `qp` gets the qparams
+// qparams_observe gives; otherwise an undefined tensor and `qp` is left alone.
+at::Tensor observe_quantize_pack_int32(const quant_args &args, const at::Tensor &weight, qparams &qp,
+                                       double *mean_squared_error = nullptr, const row_reader &read = {});
 
 } // namespace llmc::quant

@@ -172,13 +172,22 @@ llmc_status_t model_module_match(const llmc_host_t *h, const char *const *target
     });
 }
 
+// A module whose tensors a plugin is about to see or change: resident, and with any weight
+// qparams left to the host stored first (they are of the weight as it was when deferred).
+llmc::module &module_for_plugin(const llmc_host_t *h, const char *module) {
+    session &s = session_of(h);
+    const size_t i = module_index_of(h, module);
+    s.weight_qparams_settle(i);
+    return s.module_resident(i);
+}
+
 llmc_status_t model_tensor_names(const llmc_host_t *h, const char *module, uint32_t kind, llmc_name_visit_fn visit,
                                  void *user_data, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
         if (visit == nullptr) raise(LLMC_ERR_INVALID_ARG, "visit is NULL");
         if (kind != LLMC_TENSOR_PARAMETER && kind != LLMC_TENSOR_BUFFER)
             raise(LLMC_ERR_INVALID_ARG, fmt::format("unknown tensor kind {}", kind));
-        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
+        llmc::module &m = module_for_plugin(h, module);
         for (const auto &kv : kind == LLMC_TENSOR_PARAMETER ? m.params : m.buffers) {
             llmc_status_t st = visit(user_data, kv.first.c_str());
             if (st != LLMC_OK) return st;
@@ -200,7 +209,7 @@ llmc_status_t model_tensor_get(const llmc_host_t *h, const char *module, const c
     return guard(err, [&]() -> llmc_status_t {
         if (out == nullptr) raise(LLMC_ERR_INVALID_ARG, "out is NULL");
         *out = nullptr;
-        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
+        llmc::module &m = module_for_plugin(h, module);
         at::Tensor *t = lookup(m, str(name, "tensor name"));
         if (t == nullptr || !t->defined())
             raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no parameter or buffer '{}'", module, name));
@@ -212,7 +221,7 @@ llmc_status_t model_tensor_get(const llmc_host_t *h, const char *module, const c
 llmc_status_t model_tensor_set(const llmc_host_t *h, const char *module, const char *name, const DLTensor *value,
                                llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
-        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
+        llmc::module &m = module_for_plugin(h, module);
         const std::string n = str(name, "tensor name");
         if (n.empty()) raise(LLMC_ERR_INVALID_ARG, "tensor name is empty");
         at::Tensor v = from_borrowed(value, "value");
@@ -231,7 +240,7 @@ llmc_status_t model_tensor_set(const llmc_host_t *h, const char *module, const c
 
 llmc_status_t model_tensor_remove(const llmc_host_t *h, const char *module, const char *name, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
-        llmc::module &m = session_of(h).module_resident(module_index_of(h, module));
+        llmc::module &m = module_for_plugin(h, module);
         const std::string n = str(name, "tensor name");
         if (m.params.count(n) != 0) raise(LLMC_ERR_INVALID_ARG, fmt::format("{}.{} is a parameter", module, n));
         if (m.buffers.erase(n) == 0) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no buffer '{}'", module, n));
@@ -295,7 +304,9 @@ llmc_status_t quant_scheme_attach(const llmc_host_t *h, const char *module, cons
     return guard(err, [&]() -> llmc_status_t {
         modifier_instance &inst = inst_of(h);
         const size_t i = module_index_of(h, module);
-        inst.owner().scheme_attach(inst.id(), i, scheme_to_json(resolve_scheme(scheme_json)).dump());
+        const std::string canonical = scheme_to_json(resolve_scheme(scheme_json)).dump();
+        inst.owner().weight_qparams_settle(i); // deferred ones belong to the scheme they were left under
+        inst.owner().scheme_attach(inst.id(), i, canonical);
         return LLMC_OK;
     });
 }
@@ -428,6 +439,26 @@ llmc_status_t quant_enable(const llmc_host_t *h, int enabled, llmc_error_sink_t 
     });
 }
 
+llmc_status_t quant_weight_qparams_defer(const llmc_host_t *h, const char *module, llmc_error_sink_t *err) {
+    return guard(err, [&]() -> llmc_status_t {
+        session &s = session_of(h);
+        const size_t i = module_index_of(h, module);
+        const std::string *json = s.scheme_of(str(module, "module"));
+        if (json == nullptr) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no quantization scheme", module));
+        const quant_scheme scheme = scheme_from_json(nlohmann::json::parse(*json), module);
+        auto unsupported = [&](const std::string &why) {
+            raise(LLMC_ERR_UNSUPPORTED, fmt::format("module '{}': weight qparams cannot be left to the host: {}", module, why));
+        };
+        if (!scheme.weights) unsupported("its scheme quantizes no weights");
+        const quant_args &w = *scheme.weights;
+        if (w.is_dynamic()) unsupported("dynamic weights have no stored qparams");
+        if (w.strategy == quant_strategy::tensor_group) unsupported("tensor_group partners share one global scale");
+        if (observer(w, observed_role::weight).kind() == "imatrix_mse") unsupported("imatrix_mse needs the module's inputs");
+        s.weight_qparams_defer(i, w);
+        return LLMC_OK;
+    });
+}
+
 // ---- replay
 
 llmc_status_t replay_capture(const llmc_host_t *h, const char *module, llmc_error_sink_t *err) {
@@ -517,6 +548,7 @@ const llmc_quant_api_t quant_api = {
     sizeof(llmc_quant_api_t), quant_scheme_resolve,  quant_scheme_attach,    quant_scheme_get,
     quant_qparams_compute,    quant_fake_quantize,   quant_enable,           quant_observer_create,
     quant_observer_observe,   quant_observer_qparams, quant_observer_destroy, quant_observer_observe_input,
+    quant_weight_qparams_defer,
 };
 const llmc_replay_api_t replay_api = {sizeof(llmc_replay_api_t), replay_capture, replay_run, replay_batch_count};
 

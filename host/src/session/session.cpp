@@ -3,6 +3,7 @@
 #include "model/layers.h"
 #include "plugin/host_sink.h"
 #include "quant/forward.h"
+#include "quant/qparams.h"
 #include "session/module_match.h"
 #include "util/error.h"
 #include "util/runtime.h"
@@ -223,6 +224,27 @@ void session::quantization_enable(size_t owner, bool on) {
             quant::forward_quantization_set(m, on ? &scheme : nullptr);
         }
     }
+}
+
+void session::weight_qparams_defer(size_t module_index, const quant::quant_args &weights) {
+    module &m = module_resident(module_index);
+    for (const char *n : {"weight_scale", "weight_zero_point", "weight_global_scale"}) m.buffers.erase(n);
+    deferred_[m.name()] = weights;
+}
+
+void session::weight_qparams_settle(size_t module_index) {
+    auto it = deferred_.find(module_at(module_index).name());
+    if (it == deferred_.end()) return;
+    const quant::quant_args args = it->second;
+    deferred_.erase(it);
+    module &m = module_resident(module_index);
+    const auto w = m.params.find("weight");
+    if (w == m.params.end() || !w->second.defined()) return; // nothing to observe: nothing to store
+    // What the plugin's own observe-and-store gives: a fresh observer's qparams, the scale in the
+    // weight's dtype, a zero point only for asymmetric args.
+    const quant::qparams qp = quant::qparams_observe(args, w->second, quant::observed_role::weight);
+    m.buffers["weight_scale"] = qp.scale.to(w->second.scalar_type());
+    if (!args.symmetric && qp.zero_point.defined()) m.buffers["weight_zero_point"] = qp.zero_point;
 }
 
 std::map<std::string, std::string> session::schemes() const {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "model/causal_lm.h"
+#include "quant/args.h"
 #include "session/modifier_instance.h"
 
 #include <llmc/llmc.h>
@@ -73,6 +74,13 @@ class session {
     void scheme_attach(size_t owner, size_t module_index, const std::string &canonical_json);
     const std::string *scheme_of(const std::string &module) const;
     void quantization_enable(size_t owner, bool on);
+    // Weight qparams left to the host (quant.weight_qparams_defer): the module's stored weight
+    // qparams are dropped and `weights` recorded; the exporter and the fake-quantized forward
+    // compute them from the weight when they find none. Settling computes and stores them as
+    // the plugin would have, before a plugin touches the module's tensors or its scheme.
+    void weight_qparams_defer(size_t module_index, const quant::quant_args &weights);
+    void weight_qparams_settle(size_t module_index);
+    bool weight_qparams_deferred(const std::string &module) const { return deferred_.count(module) != 0; }
 
     // --- per-module figures plugins report (loss, time, ...), for the run report
     void report_add(const std::string &module, const std::string &key, double value) { reports_[module][key] = value; }
@@ -111,6 +119,7 @@ class session {
     std::map<std::string, std::vector<std::vector<at::Tensor>>> replay_inputs_;
     bool replay_open_ = false;
     std::map<std::string, scheme_record> schemes_;
+    std::map<std::string, quant::quant_args> deferred_;
     std::atomic<bool> cancelled_{false};
     std::map<std::string, std::map<std::string, double>> reports_;
 };

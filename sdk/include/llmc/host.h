@@ -196,6 +196,22 @@ typedef struct llmc_quant_api {
      * Other observer kinds ignore it and return LLMC_OK. [thread-safe for distinct observers] */
     llmc_status_t (*observer_observe_input)(const llmc_host_t *host, llmc_observer_t *observer, const DLTensor *x,
                                             llmc_error_sink_t *err);
+
+    /* ---- since ABI 1.2 (check with LLMC_HAS_FIELD(host->quant, llmc_quant_api_t, weight_qparams_defer)) ---- */
+
+    /* Leaves the weight qparams of `module` to the host instead of observing and storing them
+     * now: under the weights args of its attached scheme, with a fresh observer of those args (what
+     * observer_create + observer_observe + observer_qparams give on the weight as it is now). The
+     * host computes them when first needed: the exporter in the pass that packs the weight (one
+     * read of it instead of two), a fake-quantized forward, or, before any plugin next lists,
+     * gets, sets or removes one of the module's tensors or attaches a scheme to it, by storing
+     * `weight_scale` (in the weight's dtype) and, for asymmetric args, `weight_zero_point`,
+     * exactly as observing and storing them now would have. Stored weight qparams are dropped.
+     * Writing the weight through a view taken before this call is not allowed. NOT_FOUND when
+     * the module has no scheme; UNSUPPORTED when its weights cannot be left to the host (no or
+     * dynamic weights, strategy tensor_group: partners share one global scale, observer
+     * imatrix_mse: it needs the inputs), and then the plugin observes them itself. [host-thread] */
+    llmc_status_t (*weight_qparams_defer)(const llmc_host_t *host, const char *module, llmc_error_sink_t *err);
 } llmc_quant_api_t;
 
 /* ---- replay: re-run a module of the current layer on its cached calibration inputs -------- */

@@ -219,6 +219,18 @@ class host_ref {
         e.check(quant().observer_create(h_, args_json.c_str(), role, &o, e.get()), "observer");
         return std::make_unique<sdk::observer>(h_, o);
     }
+    // True when the host took the module's weight qparams over (quant.weight_qparams_defer);
+    // false when it cannot (its args, or a host before ABI 1.2): observe and store them yourself.
+    bool weight_qparams_defer(const std::string &module) const {
+        if (!LLMC_HAS_FIELD(h_->quant, llmc_quant_api_t, weight_qparams_defer) ||
+            h_->quant->weight_qparams_defer == nullptr)
+            return false;
+        error_sink e;
+        const llmc_status_t s = quant().weight_qparams_defer(h_, module.c_str(), e.get());
+        if (s == LLMC_ERR_UNSUPPORTED) return false;
+        e.check(s, "weight qparams of '" + module + "'");
+        return true;
+    }
     void quantization_enable(bool on) const {
         error_sink e;
         e.check(quant().quantization_enable(h_, on ? 1 : 0, e.get()), "quantization_enable");
