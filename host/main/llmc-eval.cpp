@@ -64,6 +64,7 @@ int main(int argc, char **argv) {
     CLI11_PARSE(app, argc, argv);
 
     try {
+        llmc::runtime_init_memory();
         llmc::runtime_init_logging(log_level);
         llmc::runtime_set_threads(threads);
         llmc::runtime_check_blas();
