@@ -475,6 +475,8 @@ llmc_status_t replay_run(const llmc_host_t *h, const char *module, const llmc_na
         if (fn == nullptr) raise(LLMC_ERR_INVALID_ARG, "fn is NULL");
         if (override_count > 0 && overrides == nullptr) raise(LLMC_ERR_INVALID_ARG, "overrides is NULL");
         session &s = session_of(h);
+        // Overridden weights must not stand in for the weight deferred qparams are of.
+        if (override_count > 0) s.weight_qparams_settle_within(module_index_of(h, module));
         llmc::module &m = s.module_resident(module_index_of(h, module));
         if (!s.replay_open())
             raise(LLMC_ERR_UNAVAILABLE, "replay is only available during SEQUENTIAL_EPOCH_END");

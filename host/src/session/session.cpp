@@ -247,6 +247,14 @@ void session::weight_qparams_settle(size_t module_index) {
     if (!args.symmetric && qp.zero_point.defined()) m.buffers["weight_zero_point"] = qp.zero_point;
 }
 
+void session::weight_qparams_settle_within(size_t i) {
+    const std::string root = module_at(i).name();
+    std::vector<std::string> inside;
+    for (const auto &kv : deferred_)
+        if (root.empty() || kv.first == root || kv.first.rfind(root + ".", 0) == 0) inside.push_back(kv.first);
+    for (const auto &name : inside) weight_qparams_settle(static_cast<size_t>(module_index(name)));
+}
+
 std::map<std::string, std::string> session::schemes() const {
     std::map<std::string, std::string> out;
     for (const auto &kv : schemes_) out[kv.first] = kv.second.json;

@@ -80,7 +80,8 @@ class session {
     // the plugin would have, before a plugin touches the module's tensors or its scheme.
     void weight_qparams_defer(size_t module_index, const quant::quant_args &weights);
     void weight_qparams_settle(size_t module_index);
-    bool weight_qparams_deferred(const std::string &module) const { return deferred_.count(module) != 0; }
+    // The module's and those of every module inside it.
+    void weight_qparams_settle_within(size_t module_index);
 
     // --- per-module figures plugins report (loss, time, ...), for the run report
     void report_add(const std::string &module, const std::string &key, double value) { reports_[module][key] = value; }

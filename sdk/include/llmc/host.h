@@ -204,7 +204,8 @@ typedef struct llmc_quant_api {
      * observer_create + observer_observe + observer_qparams give on the weight as it is now). The
      * host computes them when first needed: the exporter in the pass that packs the weight (one
      * read of it instead of two), a fake-quantized forward, or, before any plugin next lists,
-     * gets, sets or removes one of the module's tensors or attaches a scheme to it, by storing
+     * gets, sets or removes one of the module's tensors, attaches a scheme to it or replays it (or
+ * a module containing it) with overrides, by storing
      * `weight_scale` (in the weight's dtype) and, for asymmetric args, `weight_zero_point`,
      * exactly as observing and storing them now would have. Stored weight qparams are dropped.
      * Writing the weight through a view taken before this call is not allowed. NOT_FOUND when
