@@ -134,6 +134,17 @@ TEST(export_fast, observing_in_the_pack_pass_matches_observing_first) {
                     // 256 KiB blocks: bf16 rows of 256 columns make 512-row blocks, so 1100 rows are 3.
                     const at::Tensor w = weight(1100, 256, dtype, 77 + cases);
                     const quant::qparams qp = quant::qparams_observe(a, w);
+                    // Directly: min/max observes block by block, MSE declines.
+                    quant::qparams fused;
+                    const at::Tensor packed = quant::observe_quantize_pack_int32(a, w, fused);
+                    if (std::string(observer) == "minmax") {
+                        ASSERT_TRUE(packed.defined());
+                        EXPECT_TRUE(at::equal(fused.scale, qp.scale));
+                        if (!symmetric) EXPECT_TRUE(at::equal(fused.zero_point, qp.zero_point));
+                        EXPECT_TRUE(at::equal(packed, quant::quantize_pack_int32(a, w, qp)));
+                    } else {
+                        EXPECT_FALSE(packed.defined()) << "MSE is not blockwise";
+                    }
                     std::vector<saved_tensor> stored{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
                     if (!symmetric) stored.push_back({"weight_zero_point", qp.zero_point, ""});
                     const std::vector<saved_tensor> bare{{"weight", w, ""}};

@@ -151,7 +151,7 @@ int64_t safetensors_tensor_info::numel() const {
 struct safetensors_file::mapping {
     void *addr = nullptr;
     size_t size = 0;
-    int fd = -1; // kept open: view_and_drop reads original bytes back from it
+    int fd = -1; // kept open: view_and_drop reads original bytes back from it, file_regions readers too
     ~mapping() {
         if (addr) {
             file_regions_remove(addr);
