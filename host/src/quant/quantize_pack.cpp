@@ -225,10 +225,14 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     std::vector<at::Tensor> scales(static_cast<size_t>(blocks)), zero_points(static_cast<size_t>(blocks));
     std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
     std::atomic<bool> failed{false};
-    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    // Blocks are taken one at a time, not split evenly up front: the writer thread takes a core
+    // now and then, and an even split would leave the other thread waiting at the end.
+    std::atomic<int64_t> next{0};
+    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks));
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
         at::Tensor buffer;
         if (read) buffer = at::empty({block, cols}, x.options());
-        for (int64_t b = b0; b < b1 && !failed; ++b) {
+        for (int64_t b = next++; b < blocks && !failed; b = next++) {
             const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
             at::Tensor part = x.slice(0, r0, r1);
             if (read && read(r0, r1, buffer.data_ptr())) part = buffer.slice(0, 0, r1 - r0);
