@@ -1,5 +1,5 @@
-// Runs a benchmark's child process (the real llmc-host) and measures it: wall time and peak RSS
-// from wait4's rusage. Header-only, shared by the benchmarks that time llmc-host.
+// Runs a benchmark's child process (the real llmc-host) and measures it: wall time, and peak RSS
+// and CPU time from wait4's rusage. Header-only, shared by the benchmarks that time llmc-host.
 #pragma once
 
 #include <chrono>
@@ -16,6 +16,7 @@ struct child_result {
     bool ok = false; // exited with status 0
     double seconds = 0;
     double peak_rss_mib = 0;
+    double cpu_seconds = 0; // user + system time of all its threads
 };
 
 // Runs argv with stdout (and stderr too when `with_stderr`) going to `out_path`.
@@ -40,6 +41,8 @@ inline child_result run_child(const std::vector<std::string> &args, const std::s
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     r.peak_rss_mib = ru.ru_maxrss / 1024.0; // kilobytes on Linux
+    r.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                    static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     return r;
 }
 

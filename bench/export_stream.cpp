@@ -4,7 +4,7 @@
 // both measured in the same run and both page-cache warm (the checkpoint is read once before
 // any timing; a cold cache cannot be forced without root). llmc does not fsync, so neither does
 // the baseline; sync() runs before each timed side so neither waits on the other's writeback. Prints GB/s of input (1 GB = 1e9 bytes), the ratio llmc/baseline and llmc's peak
-// RSS; each side runs --runs times and the median is reported. llmc's time is also split: the
+// RSS and CPU time; each side runs --runs times and the median is reported. llmc's time is also split: the
 // process start-up (LibTorch's libraries and static initialisation, a constant whatever the
 // model: the median time of `llmc-host --help`) and the pipeline itself (load + calibration +
 // save from the run report), so both ratios are printed.
@@ -176,7 +176,7 @@ int main(int argc, char **argv) {
         args.push_back(std::to_string(threads));
     }
     const std::string log = (work / "llmc-host.log").string();
-    std::vector<double> base_s, llmc_s, rss, pipeline_s, startup_s;
+    std::vector<double> base_s, llmc_s, rss, pipeline_s, startup_s, llmc_cpu_s, startup_cpu_s;
     uint64_t output = 0;
     nlohmann::json phases;
     for (int r = 0; r < runs; ++r) {
@@ -194,7 +194,10 @@ int main(int argc, char **argv) {
         double p = 0;
         for (const auto &[k, v] : phases.items()) p += v.get<double>();
         pipeline_s.push_back(p);
-        startup_s.push_back(run_child({LLMC_HOST_EXE, "--help"}, (work / "version.log").string()).seconds);
+        llmc_cpu_s.push_back(c.cpu_seconds);
+        const child_result help = run_child({LLMC_HOST_EXE, "--help"}, (work / "version.log").string());
+        startup_s.push_back(help.seconds);
+        startup_cpu_s.push_back(help.cpu_seconds);
         fs::remove_all(out_dir / "llmc"); // its dirty pages must not slow the baseline's writes
 
         const fs::path bfile = out_dir / "baseline.safetensors";
@@ -223,6 +226,13 @@ int main(int argc, char **argv) {
     std::printf("llmc start-up alone (llmc-host --help): %.2f s; pipeline (load + calibration + save): %.2f s = "
                 "%.3f GB/s of input, ratio to baseline %.3f\n",
                 st, p, input / 1e9 / p, b / p);
+    // Whether llmc is bound by computation here: its CPU time spread over every core is the least
+    // wall time it can take, whatever the I/O.
+    const double cpu = median(llmc_cpu_s) - median(startup_cpu_s);
+    const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+    std::printf("llmc CPU time beyond start-up (pipeline and exit): %.2f s; on %ld cores that needs at least %.2f s "
+                "of wall time\n",
+                cpu, cores, cpu / static_cast<double>(cores));
     std::printf("llmc phases of the last run (s): %s\n", phases.dump().c_str());
     std::printf("all runs (s): baseline");
     for (double s : base_s) std::printf(" %.2f", s);
