@@ -53,6 +53,15 @@ at::Tensor weight(int64_t rows, int64_t cols, at::ScalarType dtype, uint64_t see
     return w.to(dtype);
 }
 
+// INT4 (default symmetric) weights in groups of `group`.
+quant::quant_args int4_group(int group) {
+    quant::quant_args a;
+    a.num_bits = 4;
+    a.strategy = quant::quant_strategy::group;
+    a.group_size = group;
+    return quant::make_args(a);
+}
+
 } // namespace
 
 TEST(export_fast, pack_quantized_matches_the_generic_path) {
@@ -166,11 +175,7 @@ TEST(export_fast, observing_in_the_pack_pass_matches_observing_first) {
 // A row reader (the exporter's: rows from the checkpoint file) supplies each block's bytes; one
 // that declines leaves them to be read from the weight. Either way the result is the same.
 TEST(export_fast, rows_come_through_the_reader_when_it_reads) {
-    quant::quant_args a;
-    a.num_bits = 4;
-    a.strategy = quant::quant_strategy::group;
-    a.group_size = 128;
-    a = quant::make_args(a);
+    const quant::quant_args a = int4_group(128);
     const at::Tensor w = weight(2000, 512, at::kBFloat16, 5);
     const at::Tensor copy = w.clone();
     int calls = 0;
@@ -201,11 +206,7 @@ TEST(export_fast, rows_come_through_the_reader_when_it_reads) {
 }
 
 TEST(export_fast, nan_weights_take_the_generic_path) {
-    quant::quant_args a;
-    a.num_bits = 4;
-    a.strategy = quant::quant_strategy::group;
-    a.group_size = 32;
-    a = quant::make_args(a);
+    const quant::quant_args a = int4_group(32);
     quant::quant_scheme scheme;
     scheme.weights = a;
     at::Tensor w = weight(4, 64, at::kBFloat16, 7);

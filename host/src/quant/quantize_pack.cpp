@@ -212,10 +212,11 @@ at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, con
 }
 
 // Rows in blocks of ~256 KiB, each read once (from `read` into a buffer of this thread's when it
-// can, else from the weight), observed when `given` is null, then quantized and packed from
-// cache. The caller has checked that blocks of rows quantize as the whole weight does.
+// can, else from the weight), observed into *observed when no qparams are `given`, then quantized
+// and packed from cache. The caller has checked that blocks of rows quantize as the whole weight
+// does.
 at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
-                          qparams &qp, double *mean_squared_error) {
+                          qparams *observed, double *mean_squared_error) {
     const int64_t rows = x.size(0), cols = x.size(1);
     const int64_t row_bytes = cols * x.element_size();
     const int64_t block = std::max<int64_t>(1, (int64_t{256} << 10) / row_bytes);
@@ -250,16 +251,18 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
                 failed = true;
                 continue;
             }
-            scales[static_cast<size_t>(b)] = q.scale;
-            zero_points[static_cast<size_t>(b)] = q.zero_point;
+            if (!given) {
+                scales[static_cast<size_t>(b)] = q.scale;
+                zero_points[static_cast<size_t>(b)] = q.zero_point;
+            }
             sums[static_cast<size_t>(b)] = e * static_cast<double>(part.numel());
         }
     });
     if (failed) return {};
     if (!given) {
-        qp = qparams();
-        qp.scale = at::cat(scales, 0);
-        if (zero_points.front().defined()) qp.zero_point = at::cat(zero_points, 0);
+        *observed = qparams();
+        observed->scale = at::cat(scales, 0);
+        if (zero_points.front().defined()) observed->zero_point = at::cat(zero_points, 0);
     }
     if (mean_squared_error) {
         double total = 0;
@@ -278,8 +281,7 @@ at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, co
                            (qp.scale.numel() == 1 || (qp.scale.dim() == 2 && qp.scale.size(0) == weight.size(0)));
     if (blockwise) {
         // Each block meets quantize_pack_into's checks in their per-block form, or none packs.
-        qparams unused;
-        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, unused, mean_squared_error); r.defined())
+        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, nullptr, mean_squared_error); r.defined())
             return r;
     }
     return quantize_pack_into(w, weight, qp, g_idx, mean_squared_error, at::Tensor());
@@ -295,7 +297,7 @@ at::Tensor observe_quantize_pack_int32(const quant_args &w, const at::Tensor &we
     const int64_t rows = weight.size(0), cols = weight.size(1);
     if (rows == 0 || cols == 0 || (*w.strategy == quant_strategy::group && cols % w.group_size.value_or(0) != 0))
         return {};
-    return pack_in_blocks(w, weight.contiguous(), nullptr, read, qp, mean_squared_error);
+    return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
 }
 
 } // namespace llmc::quant
