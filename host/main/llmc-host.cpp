@@ -85,7 +85,8 @@ int main(int argc, char **argv) {
             throw llmc::error("--recipe, --model and --output are required (or --list-plugins / --describe)");
         llmc::runtime_check_blas();
         llmc::oneshot_run(opt);
-        return 0;
+        llmc::runtime_exit(0); // the run's objects are gone; LibTorch's static teardown is not needed
+
     } catch (const std::exception &e) {
         spdlog::error("{}", e.what());
         return 1;

@@ -2,6 +2,7 @@
 
 #include "quant/float_round.h"
 #include "quant/packing.h"
+#include "util/work_pool.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -219,7 +220,11 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
                           qparams *observed, double *mean_squared_error) {
     const int64_t rows = x.size(0), cols = x.size(1);
     const int64_t row_bytes = cols * x.element_size();
-    const int64_t block = std::max<int64_t>(1, (int64_t{256} << 10) / row_bytes);
+    // At most ~256 KiB, and at least one block per thread, so a small weight is split too (inside
+    // the pool the row loops below run serially).
+    const int64_t threads = at::get_num_threads();
+    const int64_t block = std::max<int64_t>(
+        1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
     at::Tensor out = at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
@@ -227,10 +232,11 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
     std::atomic<bool> failed{false};
     // Blocks are taken one at a time, not split evenly up front: the writer thread takes a core
-    // now and then, and an even split would leave the other thread waiting at the end.
+    // now and then, and an even split would leave the other thread waiting at the end. The work
+    // pool's threads sleep, not spin, between weights, so the writer gets that core then.
     std::atomic<int64_t> next{0};
-    const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks));
-    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    const int workers = static_cast<int>(std::min(threads, blocks));
+    work_pool_run(workers, [&](int) {
         at::Tensor buffer;
         if (read) buffer = at::empty({block, cols}, x.options());
         for (int64_t b = next++; b < blocks && !failed; b = next++) {

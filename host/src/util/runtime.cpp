@@ -8,9 +8,14 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <malloc.h>
+#include <omp.h>
+#include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <thread>
+#include <unistd.h>
 
 namespace llmc {
 
@@ -29,7 +34,25 @@ void runtime_init_memory() {
 
 void runtime_set_threads(int n) {
     if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    at::set_num_threads(n);
+    // Not at::set_num_threads: it also sizes caffe2's pthreadpool (used by QNNPACK and XNNPACK
+    // only, never here), whose fresh threads spin for tens of milliseconds. ATen's thread count
+    // is the OpenMP one, and ATen initialises each new thread's from these variables.
+    const std::string count = std::to_string(n);
+    ::setenv("OMP_NUM_THREADS", count.c_str(), 1);
+    if (std::getenv("MKL_NUM_THREADS")) ::setenv("MKL_NUM_THREADS", count.c_str(), 1); // read after OMP's
+    // This thread's lazy initialisation now (libtorch's flag and this binary's copy of it), so it
+    // cannot undo the next line.
+    at::internal::lazy_init_num_threads();
+    at::get_num_threads();
+    omp_set_num_threads(n);
+}
+
+void runtime_exit(int code) {
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    spdlog::shutdown();
+    ::_exit(code);
 }
 
 std::string runtime_blas_name() {

@@ -25,6 +25,10 @@ double runtime_rss_mib();
 double runtime_peak_rss_mib();
 // "512", "64K", "300M", "4G" (powers of 1024) -> bytes; throws naming `what`.
 uint64_t parse_bytes(const std::string &text, const std::string &what);
+// Ends the process with `code` after flushing stdio and the logs, skipping static destructors:
+// what is left then is LibTorch's static state, whose teardown (deregistering every operator,
+// ~0.1 s) does nothing a finishing process needs. Call only once every object of the run is gone.
+[[noreturn]] void runtime_exit(int code);
 // Set by SIGINT/SIGTERM once runtime_install_signal_handlers ran; long loops poll it.
 std::atomic<bool> &runtime_cancel_flag();
 void runtime_install_signal_handlers();

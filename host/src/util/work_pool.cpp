@@ -1,0 +1,132 @@
+#include "util/work_pool.h"
+
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace llmc {
+namespace {
+
+// True on a thread while it runs a pool's fn (always on the pool's own threads).
+thread_local bool running_pool_fn = false;
+
+// Nested at::parallel_for runs serially on this thread while the guard lives: ATen reads the
+// OpenMP thread count of the calling thread.
+class serial_intra_op {
+public:
+    serial_intra_op() {
+        // ATen's per-thread lazy initialisation first, or it would undo ours. Its flag is an
+        // inline function's thread_local, so libtorch and this binary each hold one: run both.
+        at::internal::lazy_init_num_threads();
+        at::get_num_threads();
+        saved_ = omp_get_max_threads();
+        omp_set_num_threads(1);
+    }
+    ~serial_intra_op() { omp_set_num_threads(saved_); }
+    serial_intra_op(const serial_intra_op &) = delete;
+    serial_intra_op &operator=(const serial_intra_op &) = delete;
+
+private:
+    int saved_ = 1;
+};
+
+class work_pool {
+public:
+    void run(int tasks, int threads, const std::function<void(int)> &fn) {
+        std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+        if (threads <= 1 || running_pool_fn || !busy.owns_lock()) {
+            for (int i = 0; i < tasks; ++i) fn(i);
+            return;
+        }
+        start_threads(threads - 1);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            fn_ = &fn;
+            tasks_ = tasks;
+            next_ = 0;
+            helpers_ = threads - 1;
+            remaining_ = threads - 1;
+            error_ = nullptr;
+            ++generation_;
+        }
+        work_ready_.notify_all();
+        {
+            serial_intra_op serial;
+            running_pool_fn = true;
+            take_tasks();
+            running_pool_fn = false;
+        }
+        std::unique_lock<std::mutex> lock(mutex_);
+        all_done_.wait(lock, [&] { return remaining_ == 0; });
+        fn_ = nullptr;
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    // Runs tasks until none is left or one has failed.
+    void take_tasks() {
+        for (int i = next_++; i < tasks_; i = next_++) {
+            try {
+                (*fn_)(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (!error_) error_ = std::current_exception();
+                next_ = tasks_;
+            }
+        }
+    }
+
+    // Called with run_mutex_ held, so started_ has one writer.
+    void start_threads(int n) {
+        for (; started_ < n; ++started_) {
+            const int index = started_;
+            std::thread([this, index] { thread_main(index); }).detach(); // lives as long as the process
+        }
+    }
+
+    void thread_main(int index) {
+        serial_intra_op serial;
+        running_pool_fn = true;
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            work_ready_.wait(lock, [&] { return generation_ != seen; });
+            seen = generation_;
+            if (index >= helpers_) continue;
+            lock.unlock();
+            take_tasks();
+            lock.lock();
+            if (--remaining_ == 0) all_done_.notify_one();
+        }
+    }
+
+    std::mutex run_mutex_; // one run at a time
+    std::mutex mutex_;     // guards the members below but next_
+    std::condition_variable work_ready_, all_done_;
+    int started_ = 0;
+    const std::function<void(int)> *fn_ = nullptr;
+    int tasks_ = 0;
+    std::atomic<int> next_{0};
+    uint64_t generation_ = 0;
+    int helpers_ = 0, remaining_ = 0;
+    std::exception_ptr error_;
+};
+
+} // namespace
+
+void work_pool_run(int tasks, const std::function<void(int)> &fn) {
+    if (tasks <= 0) return;
+    // Never destroyed: its detached threads sleep on its members until the process exits, and a
+    // static's destructor could run while another static's destructor still uses the pool.
+    static work_pool *pool = new work_pool();
+    pool->run(tasks, std::min(tasks, at::get_num_threads()), fn);
+}
+
+} // namespace llmc

@@ -1,0 +1,114 @@
+// The sleeping work pool (util/work_pool.h) and the intra-op thread count it caps at
+// (runtime_set_threads).
+#include "util/runtime.h"
+#include "util/work_pool.h"
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace {
+
+TEST(RuntimeThreads, CountHoldsOnThisThreadAndOnNewOnes) {
+    // 3 is nobody's default here, so a thread that fell back to ATen's default would show.
+    llmc::runtime_set_threads(3);
+    EXPECT_EQ(at::get_num_threads(), 3);
+    int other = 0;
+    std::thread([&] { other = at::get_num_threads(); }).join();
+    EXPECT_EQ(other, 3);
+}
+
+TEST(WorkPool, EveryTaskRunsOnceOnUpToTheThreadCountTheCallerAmongThem) {
+    llmc::runtime_set_threads(3);
+    for (int round = 0; round < 20; ++round) {
+        std::mutex m;
+        std::vector<int> seen;
+        std::set<std::thread::id> threads;
+        std::atomic<int> running{0}, most{0};
+        llmc::work_pool_run(7, [&](int i) {
+            const int now = ++running;
+            int h = most.load();
+            while (now > h && !most.compare_exchange_weak(h, now)) {
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(2)); // long enough that all threads join
+            {
+                std::lock_guard<std::mutex> lock(m);
+                seen.push_back(i);
+                threads.insert(std::this_thread::get_id());
+            }
+            --running;
+        });
+        std::sort(seen.begin(), seen.end());
+        ASSERT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5, 6})) << "round " << round;
+        EXPECT_LE(most.load(), 3);
+        EXPECT_EQ(threads.size(), 3u);
+        EXPECT_TRUE(threads.count(std::this_thread::get_id()));
+    }
+}
+
+TEST(WorkPool, ParallelForInsideRunsSeriallyAndTheCountComesBack) {
+    llmc::runtime_set_threads(2);
+    std::atomic<int> chunks{0}, nested_threads{0};
+    llmc::work_pool_run(2, [&](int) {
+        nested_threads += at::get_num_threads();
+        at::parallel_for(0, 1 << 20, 1, [&](int64_t b, int64_t e) {
+            EXPECT_EQ(b, 0);
+            EXPECT_EQ(e, 1 << 20);
+            ++chunks;
+        });
+    });
+    EXPECT_EQ(nested_threads.load(), 2); // 1 in each task
+    EXPECT_EQ(chunks.load(), 2);         // one whole-range chunk per task
+    EXPECT_EQ(at::get_num_threads(), 2);
+}
+
+TEST(WorkPool, AnExceptionIsRethrownOnceTheRunningTasksReturn) {
+    llmc::runtime_set_threads(2);
+    std::atomic<int> finished{0}, started_late{0};
+    EXPECT_THROW(llmc::work_pool_run(100,
+                                     [&](int i) {
+                                         if (i == 0) {
+                                             std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                                             ++finished;
+                                         } else if (i == 1) {
+                                             throw std::runtime_error("task 1");
+                                         } else {
+                                             ++started_late;
+                                         }
+                                     }),
+                 std::runtime_error);
+    EXPECT_EQ(finished.load(), 1);     // the running call was waited for
+    EXPECT_EQ(started_late.load(), 0); // no task starts after one has failed
+    // The pool still runs afterwards.
+    std::atomic<int> calls{0};
+    llmc::work_pool_run(2, [&](int) { ++calls; });
+    EXPECT_EQ(calls.load(), 2);
+}
+
+TEST(WorkPool, ARunInsideARunTakesItsTasksInTurn) {
+    llmc::runtime_set_threads(2);
+    std::mutex m;
+    std::vector<std::pair<int, std::thread::id>> inner;
+    llmc::work_pool_run(2, [&](int w) {
+        const auto self = std::this_thread::get_id();
+        llmc::work_pool_run(2, [&](int v) {
+            EXPECT_EQ(std::this_thread::get_id(), self);
+            std::lock_guard<std::mutex> lock(m);
+            inner.emplace_back(w * 10 + v, self);
+        });
+    });
+    std::vector<int> ids;
+    for (const auto &p : inner) ids.push_back(p.first);
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(ids, (std::vector<int>{0, 1, 10, 11}));
+}
+
+} // namespace
