@@ -7,10 +7,12 @@
 #include "export/module_compress.h"
 #include "quant/args.h"
 #include "quant/qparams.h"
+#include "quant/qparams_fast.h"
 #include "quant/quantize_pack.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -170,6 +172,73 @@ TEST(export_fast, observing_in_the_pack_pass_matches_observing_first) {
         }
     }
     EXPECT_EQ(cases, 24);
+}
+
+// The tensor-free observer the fused pass uses gives qparams_observe's scales and zero points bit
+// for bit: rows whose magnitudes span 1e-30 to 1e30, all-positive and all-negative rows, -0 and
+// all-zero groups (scale eps when symmetric; asymmetric declines their 0/0 zero point), 2 to 8
+// bits, scale_dtype unset or the weight's. It declines NaN and infinity, and serves no other args.
+TEST(export_fast, tensor_free_observer_matches_qparams_observe) {
+    int compared = 0;
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        for (int bits : {2, 3, 4, 8}) {
+            for (bool symmetric : {true, false}) {
+                for (int group : {32, 0}) {
+                    for (bool scale_dtype : {false, true}) {
+                        quant::quant_args a;
+                        a.num_bits = bits;
+                        a.symmetric = symmetric;
+                        a.strategy = group ? quant::quant_strategy::group : quant::quant_strategy::channel;
+                        if (group) a.group_size = group;
+                        if (scale_dtype)
+                            a.scale_dtype = dtype == at::kFloat ? quant::dtype_id::float32 : quant::dtype_id::bfloat16;
+                        a = quant::make_args(a);
+                        ASSERT_TRUE(quant::observe_rows_minmax_applies(a, dtype));
+                        const int64_t rows = 70, cols = 128;
+                        at::Generator gen = at::detail::createCPUGenerator(1000 + compared);
+                        at::Tensor w = at::empty({rows, cols}, at::kFloat).normal_(0.0, 1.0, gen);
+                        w *= at::pow(10.0, at::linspace(-30, 30, rows).unsqueeze(1));
+                        w.index_put_({0}, w.index({0}).abs());  // all positive
+                        w.index_put_({1}, -w.index({1}).abs()); // all negative
+                        w.index_put_({2, at::indexing::Slice(0, 7)}, -0.0);
+                        if (symmetric) {
+                            w.index_put_({3}, -0.0); // all -0
+                            w.index_put_({4}, 0.0);  // all zero
+                        }
+                        w = w.to(dtype);
+                        const quant::qparams expect = quant::qparams_observe(a, w);
+                        at::Tensor scale = at::empty_like(expect.scale), zp = at::empty(expect.scale.sizes(), at::kChar);
+                        const std::string what = std::string(c10::toString(dtype)) + " " + std::to_string(bits) +
+                                                 " bits " + (symmetric ? "sym " : "asym ") + std::to_string(group) +
+                                                 (scale_dtype ? " scale_dtype" : "");
+                        ASSERT_TRUE(quant::observe_rows_minmax(a, w, scale, zp)) << what;
+                        EXPECT_EQ(scale.scalar_type(), expect.scale.scalar_type()) << what;
+                        EXPECT_TRUE(at::equal(scale, expect.scale)) << what;
+                        ASSERT_EQ(expect.zero_point.scalar_type(), at::kChar) << what;
+                        EXPECT_TRUE(at::equal(zp, expect.zero_point)) << what;
+                        ++compared;
+                        // A NaN or an infinity anywhere, or (asymmetric) an all-zero group: the
+                        // generic path decides.
+                        for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), 0.0}) {
+                            if (bad == 0.0 && symmetric) continue;
+                            at::Tensor v = w.clone();
+                            v.index_put_({5, at::indexing::Slice(0, group ? group : cols)}, bad);
+                            EXPECT_FALSE(quant::observe_rows_minmax(a, v, scale, zp)) << what << " " << bad;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_EQ(compared, 2 * 4 * 2 * 2 * 2);
+    // Other args and dtypes are not served.
+    quant::quant_args a = int4_group(32);
+    EXPECT_FALSE(quant::observe_rows_minmax_applies(a, at::kHalf));
+    a.observer = "memoryless_mse";
+    EXPECT_FALSE(quant::observe_rows_minmax_applies(quant::make_args(a), at::kBFloat16));
+    a = int4_group(32);
+    a.scale_dtype = quant::dtype_id::float16;
+    EXPECT_FALSE(quant::observe_rows_minmax_applies(quant::make_args(a), at::kBFloat16));
 }
 
 // A row reader (the exporter's: rows from the checkpoint file) supplies each block's bytes; one

@@ -86,4 +86,12 @@ bool minmax_last_dim_fast(const at::Tensor &x, at::Tensor &min, at::Tensor &max)
     return true;
 }
 
+template <class T> void minmax_rows_serial(const T *x, int64_t n, int64_t k, T *mn, T *mx) {
+    minmax_rows(x, 0, n, k, mn, mx);
+}
+template void minmax_rows_serial<float>(const float *, int64_t, int64_t, float *, float *);
+template void minmax_rows_serial<c10::BFloat16>(const c10::BFloat16 *, int64_t, int64_t, c10::BFloat16 *,
+                                                c10::BFloat16 *);
+template void minmax_rows_serial<c10::Half>(const c10::Half *, int64_t, int64_t, c10::Half *, c10::Half *);
+
 } // namespace llmc::quant

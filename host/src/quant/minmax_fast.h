@@ -13,4 +13,8 @@ namespace llmc::quant {
 // min and max alone when x is not a contiguous CPU fp32/bf16/fp16 tensor of that form.
 bool minmax_last_dim_fast(const at::Tensor &x, at::Tensor &min, at::Tensor &max);
 
+// The same for n contiguous rows of k values at x, on the calling thread: mn[i] and mx[i] of row
+// i. T: float, c10::BFloat16 or c10::Half.
+template <class T> void minmax_rows_serial(const T *x, int64_t n, int64_t k, T *mn, T *mx);
+
 } // namespace llmc::quant

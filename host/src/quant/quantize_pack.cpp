@@ -2,6 +2,7 @@
 
 #include "quant/float_round.h"
 #include "quant/packing.h"
+#include "quant/qparams_fast.h"
 #include "util/work_pool.h"
 
 #include <ATen/Dispatch.h>
@@ -228,6 +229,15 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
     at::Tensor out = at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+    // Observed qparams go straight into the weight's tensors where the tensor-free observer
+    // serves the args; otherwise each block's come from qparams_observe and are joined at the end.
+    const bool direct = !given && observe_rows_minmax_applies(w, x.scalar_type());
+    at::Tensor scale_all, zero_point_all;
+    if (direct) {
+        const int64_t groups = *w.strategy == quant_strategy::group ? cols / *w.group_size : 1;
+        scale_all = at::empty({rows, groups}, x.options());
+        zero_point_all = at::empty({rows, groups}, x.options().dtype(at::kChar));
+    }
     std::vector<at::Tensor> scales(static_cast<size_t>(blocks)), zero_points(static_cast<size_t>(blocks));
     std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
     std::atomic<bool> failed{false};
@@ -244,20 +254,32 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
             at::Tensor part = x.slice(0, r0, r1);
             if (read && read(r0, r1, buffer.data_ptr())) part = buffer.slice(0, 0, r1 - r0);
             qparams q;
-            if (!given) {
+            if (direct) {
+                q.scale = scale_all.slice(0, r0, r1);
+                q.zero_point = zero_point_all.slice(0, r0, r1);
+                if (!observe_rows_minmax(w, part, q.scale, q.zero_point)) {
+                    const qparams generic = qparams_observe(w, part, observed_role::weight);
+                    q.scale.copy_(generic.scale);
+                    q.zero_point.copy_(generic.zero_point);
+                }
+            } else if (!given) {
                 q = qparams_observe(w, part, observed_role::weight);
             } else {
                 q.scale = per_row ? given->scale.slice(0, r0, r1) : given->scale;
                 if (given->zero_point.defined())
                     q.zero_point = per_row ? given->zero_point.slice(0, r0, r1) : given->zero_point;
             }
+            // A symmetric zero point is zero, and adding zero changes no code or error (a -0
+            // quotient becomes +0, which packs and dequantizes the same): skip its steps.
+            const qparams packed{q.scale, w.symmetric ? at::Tensor() : q.zero_point, {}};
             double e = 0;
-            if (!quantize_pack_into(w, part, q, nullptr, mean_squared_error ? &e : nullptr, out.slice(0, r0, r1))
+            if (!quantize_pack_into(w, part, packed, nullptr, mean_squared_error ? &e : nullptr,
+                                    out.slice(0, r0, r1))
                      .defined()) {
                 failed = true;
                 continue;
             }
-            if (!given) {
+            if (!given && !direct) {
                 scales[static_cast<size_t>(b)] = q.scale;
                 zero_points[static_cast<size_t>(b)] = q.zero_point;
             }
@@ -265,7 +287,9 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
         }
     });
     if (failed) return {};
-    if (!given) {
+    if (direct) {
+        *observed = qparams{scale_all, zero_point_all, {}};
+    } else if (!given) {
         *observed = qparams();
         observed->scale = at::cat(scales, 0);
         if (zero_points.front().defined()) observed->zero_point = at::cat(zero_points, 0);

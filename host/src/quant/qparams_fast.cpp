@@ -1,0 +1,90 @@
+#include "quant/qparams_fast.h"
+
+#include "quant/float_round.h"
+#include "quant/minmax_fast.h"
+#include "quant/qparams.h"
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace llmc::quant {
+
+namespace {
+
+// Group minima and maxima of n groups, then qparams_from_minmax's steps per group. X is the
+// weight's dtype: min and max are of it, and so is every op's result until the zero point's int8.
+template <class X>
+bool observe_groups(const X *x, int64_t n, int64_t group, bool symmetric, float q_min, float q_max, float eps,
+                    X *scale, int8_t *zp) {
+    std::vector<X> mins(static_cast<size_t>(n)), maxs(static_cast<size_t>(n));
+    minmax_rows_serial(x, n, group, mins.data(), maxs.data());
+    // bit_range is float32 in compressed-tensors; ATen divides float32 values by the scalar as a
+    // float32 (bf16 values widened first, as div_scalar does).
+    const float bit_range = q_max - q_min, half_range = static_cast<float>(static_cast<double>(bit_range) / 2);
+    const float eps_x = round_to<X>(eps);
+    for (int64_t i = 0; i < n; ++i) {
+        float mn = to_float(mins[static_cast<size_t>(i)]), mx = to_float(maxs[static_cast<size_t>(i)]);
+        if (!std::isfinite(mn) || !std::isfinite(mx)) return false;
+        // Zero is always in the range.
+        mn = std::min(mn, 0.0f);
+        mx = std::max(mx, 0.0f);
+        float s, z = 0;
+        if (symmetric) {
+            s = round_to<X>(std::max(-mn, mx) / half_range);
+        } else {
+            s = round_to<X>(round_to<X>(mx - mn) / bit_range);
+            if (s == 0) return false;
+            // q_min - min / scale in x's dtype, clamped, then round() and the int8 cast.
+            z = round_to<X>(q_min - round_to<X>(mn / s));
+            z = std::nearbyint(std::min(std::max(z, q_min), q_max));
+        }
+        if (s == 0) s = eps_x;
+        scale[i] = X(s); // exact: s is a value of X
+        zp[i] = static_cast<int8_t>(z);
+    }
+    return true;
+}
+
+// observe_rows_minmax_applies but the observer's kind, which costs a map lookup or two.
+bool args_apply(const quant_args &a, at::ScalarType x) {
+    if (x != at::kFloat && x != at::kBFloat16) return false;
+    if (a.type != quant_type::int_ || a.num_bits < 1 || a.num_bits > 8 || a.dynamic != dynamic_kind::static_)
+        return false;
+    if (!a.strategy || (*a.strategy != quant_strategy::channel && *a.strategy != quant_strategy::group)) return false;
+    if (*a.strategy == quant_strategy::group && (!a.group_size || *a.group_size <= 0)) return false;
+    if (a.actorder && canonical(*a.actorder) == actorder_kind::group) return false;
+    if (is_mx(a) || a.zp_dtype != dtype_id::int8) return false;
+    const dtype_id xd = x == at::kFloat ? dtype_id::float32 : dtype_id::bfloat16;
+    return !a.scale_dtype || *a.scale_dtype == xd;
+}
+
+} // namespace
+
+bool observe_rows_minmax_applies(const quant_args &a, at::ScalarType x) {
+    return args_apply(a, x) && observer(a, observed_role::weight).kind() == "memoryless_minmax";
+}
+
+bool observe_rows_minmax(const quant_args &a, const at::Tensor &rows, at::Tensor &scale, at::Tensor &zero_point) {
+    const at::ScalarType xt = rows.scalar_type();
+    // The caller has asked observe_rows_minmax_applies, observer kind included, once per weight.
+    if (rows.dim() != 2 || !rows.is_contiguous() || !args_apply(a, xt)) return false;
+    const int64_t n = rows.size(0), cols = rows.size(1);
+    const int64_t group = *a.strategy == quant_strategy::group ? *a.group_size : cols;
+    if (cols == 0 || cols % group != 0) return false;
+    const int64_t groups = cols / group;
+    if (scale.scalar_type() != xt || zero_point.scalar_type() != at::kChar || !scale.is_contiguous() ||
+        !zero_point.is_contiguous() || scale.numel() != n * groups || zero_point.numel() != n * groups)
+        return false;
+    const auto [q_min, q_max] = quant_range(a);
+    const double eps = dtype_eps(xt == at::kFloat ? dtype_id::float32 : dtype_id::bfloat16);
+    int8_t *zp = zero_point.data_ptr<int8_t>();
+    // Groups of a row are contiguous, so the block is n * groups rows of `group` values.
+    if (xt == at::kFloat)
+        return observe_groups(rows.data_ptr<float>(), n * groups, group, a.symmetric, static_cast<float>(q_min),
+                              static_cast<float>(q_max), static_cast<float>(eps), scale.data_ptr<float>(), zp);
+    return observe_groups(rows.data_ptr<c10::BFloat16>(), n * groups, group, a.symmetric, static_cast<float>(q_min),
+                          static_cast<float>(q_max), static_cast<float>(eps), scale.data_ptr<c10::BFloat16>(), zp);
+}
+
+} // namespace llmc::quant
