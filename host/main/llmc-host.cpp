@@ -68,7 +68,11 @@ int main(int argc, char **argv) {
                    "calibration activations kept in memory (bytes, or with K/M/G suffix; default 4G); the rest "
                    "spill to disk");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off");
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        llmc::runtime_exit(app.exit(e)); // --help too: nothing of a run exists yet
+    }
 
     try {
         llmc::runtime_init_memory();
