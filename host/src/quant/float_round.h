@@ -13,8 +13,8 @@
 
 // The fast paths' hot loops are built three times on x86-64, for x86-64-v4 (AVX-512), AVX2 and
 // the baseline, and the loader picks one for the CPU (GCC's target_clones): more lanes where the
-// CPU has them, and the same bits, as no FMA contraction is allowed (ISO C++ mode keeps
-// -ffp-contract=off).
+// CPU has them, and the same bits, as the host is built with -ffp-contract=off (GCC's default for
+// C++, even in ISO mode, is to fuse a * b + c into an FMA where the target has one).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define LLMC_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else

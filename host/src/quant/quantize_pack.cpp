@@ -26,12 +26,13 @@ namespace {
 // page faults. Returns an undefined tensor when a quotient is NaN (the generic path decides what
 // that means).
 
-// Σ d² over a row's differences d, summed over 8 lanes so that the loops vectorize.
+// Σ d² over a row's differences d, summed over 16 lanes so that the loop vectorizes (with 8,
+// GCC's AVX-512 clone reduced each 16 products to 8 lanes with scalar adds: a fifth of the pack).
 inline double sum_squares(const float *d, int64_t n) {
-    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float lane[16] = {};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; ++l) lane[l] += d[i + l] * d[i + l];
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; ++l) lane[l] += d[i + l] * d[i + l];
     for (; i < n; ++i) lane[0] += d[i] * d[i];
     double total = 0;
     for (float l : lane) total += l;
