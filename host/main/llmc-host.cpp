@@ -90,7 +90,6 @@ int main(int argc, char **argv) {
         llmc::runtime_check_blas();
         llmc::oneshot_run(opt);
         llmc::runtime_exit(0); // the run's objects are gone; LibTorch's static teardown is not needed
-
     } catch (const std::exception &e) {
         spdlog::error("{}", e.what());
         return 1;

@@ -8,12 +8,12 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
-#include <cstdlib>
-#include <malloc.h>
-#include <omp.h>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <malloc.h>
+#include <omp.h>
 #include <thread>
 #include <unistd.h>
 
@@ -39,7 +39,7 @@ void runtime_set_threads(int n) {
     // is the OpenMP one, and ATen initialises each new thread's from these variables.
     const std::string count = std::to_string(n);
     ::setenv("OMP_NUM_THREADS", count.c_str(), 1);
-    if (std::getenv("MKL_NUM_THREADS")) ::setenv("MKL_NUM_THREADS", count.c_str(), 1); // read after OMP's
+    if (std::getenv("MKL_NUM_THREADS")) ::setenv("MKL_NUM_THREADS", count.c_str(), 1); // ATen lets it win
     // This thread's lazy initialisation now (libtorch's flag and this binary's copy of it), so it
     // cannot undo the next line.
     at::internal::lazy_init_num_threads();

@@ -14,7 +14,8 @@ void runtime_init_logging(const std::string &level);
 // A fixed threshold keeps large tensors in their own mappings, returned to the system when freed.
 // LibTorch's tensors get the host's allocator (util/cpu_allocator.h): the same, with huge pages.
 void runtime_init_memory();
-// intra-op threads: n > 0 as given, else the machine's hardware threads.
+// intra-op threads: n > 0 as given, else the machine's hardware threads. Also set in the
+// environment as OMP_NUM_THREADS, which ATen reads for each new thread (plugins' included).
 void runtime_set_threads(int n);
 // Names the BLAS library LibTorch's matrix products resolve to (from the process's mappings) and
 // warns when it is the slow reference BLAS.

@@ -10,10 +10,10 @@ namespace llmc {
 
 // Runs fn(i) for every i in [0, tasks) and returns when all have returned. Up to
 // at::get_num_threads() threads take tasks in order as they come free, the calling thread among
-// them. at::parallel_for inside fn runs serially on its thread. The first exception fn throws is
-// rethrown here once the running calls have returned; tasks not started by then are skipped.
-// A call made inside fn, or while another thread's call runs, runs its tasks in turn on the
-// calling thread.
+// them; where more than one does, at::parallel_for inside fn runs serially on its thread. The
+// first exception fn throws is rethrown here once the running calls have returned; tasks not
+// started by then are skipped. A call made inside fn, or while another thread's call runs, runs
+// its tasks in turn on the calling thread.
 void work_pool_run(int tasks, const std::function<void(int)> &fn);
 
 } // namespace llmc
