@@ -40,11 +40,13 @@ void runtime_set_threads(int n) {
     const std::string count = std::to_string(n);
     ::setenv("OMP_NUM_THREADS", count.c_str(), 1);
     if (std::getenv("MKL_NUM_THREADS")) ::setenv("MKL_NUM_THREADS", count.c_str(), 1); // ATen lets it win
-    // This thread's lazy initialisation now (libtorch's flag and this binary's copy of it), so it
-    // cannot undo the next line.
-    at::internal::lazy_init_num_threads();
-    at::get_num_threads();
+    runtime_init_thread_count();
     omp_set_num_threads(n);
+}
+
+void runtime_init_thread_count() {
+    at::internal::lazy_init_num_threads(); // this binary's copy
+    at::get_num_threads();                 // libtorch's
 }
 
 void runtime_exit(int code) {

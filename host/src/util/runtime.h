@@ -17,6 +17,10 @@ void runtime_init_memory();
 // intra-op threads: n > 0 as given, else the machine's hardware threads. Also set in the
 // environment as OMP_NUM_THREADS, which ATen reads for each new thread (plugins' included).
 void runtime_set_threads(int n);
+// Runs ATen's lazy per-thread initialisation of the intra-op thread count on this thread now, so
+// that a later at::parallel_for cannot undo an omp_set_num_threads made after it. Its flag is an
+// inline function's thread_local: libtorch and this binary each hold a copy, and both run.
+void runtime_init_thread_count();
 // Names the BLAS library LibTorch's matrix products resolve to (from the process's mappings) and
 // warns when it is the slow reference BLAS.
 std::string runtime_blas_name();

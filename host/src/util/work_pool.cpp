@@ -1,5 +1,7 @@
 #include "util/work_pool.h"
 
+#include "util/runtime.h"
+
 #include <ATen/Parallel.h>
 #include <omp.h>
 
@@ -22,10 +24,7 @@ thread_local bool running_pool_fn = false;
 class serial_intra_op {
 public:
     serial_intra_op() {
-        // ATen's per-thread lazy initialisation first, or it would undo ours. Its flag is an
-        // inline function's thread_local, so libtorch and this binary each hold one: run both.
-        at::internal::lazy_init_num_threads();
-        at::get_num_threads();
+        runtime_init_thread_count(); // or ATen's lazy initialisation would undo ours
         saved_ = omp_get_max_threads();
         omp_set_num_threads(1);
     }

@@ -205,9 +205,9 @@ typedef struct llmc_quant_api {
      * host computes them when first needed: the exporter in the pass that packs the weight (one
      * read of it instead of two), a fake-quantized forward, or, before any plugin next lists,
      * gets, sets or removes one of the module's tensors, attaches a scheme to it or replays it (or
- * a module containing it) with overrides, by storing
-     * `weight_scale` (in the weight's dtype) and, for asymmetric args, `weight_zero_point`,
-     * exactly as observing and storing them now would have. Stored weight qparams are dropped.
+     * a module containing it) with overrides, by storing `weight_scale` (in the weight's dtype)
+     * and, for asymmetric args, `weight_zero_point`, exactly as observing and storing them now
+     * would have. Stored weight qparams are dropped.
      * Writing the weight through a view taken before this call is not allowed. NOT_FOUND when
      * the module has no scheme; UNSUPPORTED when its weights cannot be left to the host (no or
      * dynamic weights, strategy tensor_group: partners share one global scale, observer
