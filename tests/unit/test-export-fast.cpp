@@ -2,10 +2,11 @@
 // (quant::quantize, then quant::pack_int32): weights in every float dtype, strategies tensor,
 // channel and group, symmetric and asymmetric, 2 to 8 bits, scales in the weight's dtype or
 // another, values on rounding boundaries; and the rounding error the fused pass measures on the
-// way equals fake_quantize's.
+// way equals fake_quantize's. The same for FP8 weights, whose fused pass writes E4M3 codes.
 #include "export/formats.h"
 #include "export/module_compress.h"
 #include "quant/args.h"
+#include "quant/float_formats.h"
 #include "quant/qparams.h"
 #include "quant/qparams_fast.h"
 #include "quant/quantize_pack.h"
@@ -25,10 +26,11 @@ namespace {
 uint64_t fast_taken = 0;
 
 std::vector<saved_tensor> compress(const quant::quant_scheme &scheme, const std::vector<saved_tensor> &in,
-                                   at::ScalarType dtype, bool fast, double *error = nullptr) {
+                                   at::ScalarType dtype, bool fast, double *error = nullptr,
+                                   const std::string &format = exporter::fmt_name::pack_quantized) {
     exporter::set_fast_paths(fast);
     const uint64_t before = exporter::fast_paths_used();
-    auto out = exporter::compress_module("m", scheme, exporter::fmt_name::pack_quantized, in, dtype, nullptr, error);
+    auto out = exporter::compress_module("m", scheme, format, in, dtype, nullptr, error);
     fast_taken += exporter::fast_paths_used() - before;
     exporter::set_fast_paths(true);
     return out;
@@ -284,5 +286,121 @@ TEST(export_fast, nan_weights_take_the_generic_path) {
     std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
     const uint64_t before = fast_taken;
     expect_same(compress(scheme, in, at::kBFloat16, true), compress(scheme, in, at::kBFloat16, false), "nan");
+    EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path";
+}
+
+namespace {
+
+// FP8 E4M3 weights (symmetric unless asked), strategy by name.
+quant::quant_args fp8_args(const std::string &strategy, bool symmetric = true, const char *observer = nullptr) {
+    quant::quant_args a;
+    a.num_bits = 8;
+    a.type = quant::quant_type::float_;
+    a.symmetric = symmetric;
+    if (observer) a.observer = observer;
+    a.strategy = strategy == "group"     ? quant::quant_strategy::group
+                 : strategy == "channel" ? quant::quant_strategy::channel
+                                         : quant::quant_strategy::tensor;
+    if (strategy == "group") a.group_size = 64;
+    return quant::make_args(a);
+}
+
+} // namespace
+
+// FP8 codes from the fused pass are quantize()'s, byte for byte: every float dtype, strategies
+// tensor, channel and group, scales in the weight's dtype or float32; ties between neighbouring
+// codes, -0, subnormal codes and saturation (stored scales half the observed ones, so quotients
+// pass 448); and the error equals fake_quantize's.
+TEST(export_fast, fp8_codes_match_the_generic_path) {
+    int cases = 0;
+    const uint64_t before = fast_taken;
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
+        for (const char *strategy : {"channel", "tensor", "group"}) {
+            const quant::quant_args a = fp8_args(strategy);
+            quant::quant_scheme scheme;
+            scheme.weights = a;
+            const int64_t rows = 37, cols = 256;
+            at::Tensor w = weight(rows, cols, dtype, 3000 + cases);
+            w.index_put_({2, at::indexing::Slice(0, 9)}, -0.0);
+            const quant::qparams qp = quant::qparams_observe(a, w);
+            for (at::ScalarType sdt : {dtype, at::kFloat}) {
+                for (const char *data : {"random", "ties", "saturating"}) {
+                    at::Tensor s = qp.scale.to(sdt);
+                    at::Tensor x = w;
+                    if (std::string(data) == "ties") {
+                        // Midpoints between neighbouring codes (and their neighbours' exact
+                        // values), times the scale: x / s lands on the tie.
+                        at::Tensor grid = quant::fp8_e4m3_decode(at::arange(0, 126, at::kLong).to(at::kByte));
+                        at::Tensor mids = (grid.slice(0, 0, 125) + grid.slice(0, 1, 126)) / 2;
+                        at::Tensor vals = at::cat({mids, grid, -mids}).repeat({(rows * cols) / 376 + 1});
+                        vals = vals.slice(0, 0, rows * cols).view({rows, cols});
+                        at::Tensor sf = s.to(at::kFloat);
+                        if (std::string(strategy) == "group") sf = sf.repeat_interleave(64, 1);
+                        x = (vals * sf).to(dtype);
+                    } else if (std::string(data) == "saturating") {
+                        s = (qp.scale.to(at::kFloat) / 2).to(sdt);
+                    }
+                    std::vector<saved_tensor> in{{"weight", x, ""}, {"weight_scale", s, ""},
+                                                 {"weight_zero_point", qp.zero_point, ""}};
+                    const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " scale " +
+                                             c10::toString(sdt) + " " + data;
+                    double e_fast = -1, e_generic = -2;
+                    const auto fast = compress(scheme, in, dtype, true, &e_fast, exporter::fmt_name::float_quantized);
+                    const auto generic =
+                        compress(scheme, in, dtype, false, &e_generic, exporter::fmt_name::float_quantized);
+                    expect_same(fast, generic, what);
+                    EXPECT_EQ(fast.front().dtype, "F8_E4M3") << what;
+                    EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what;
+                    // The symmetric zero point is added as quantize_values adds it: -0 becomes +0.
+                    if (std::string(data) == "random")
+                        EXPECT_EQ(fast.front().tensor[2][0].item<uint8_t>(), 0) << what;
+                    ++cases;
+                }
+            }
+        }
+    }
+    EXPECT_EQ(cases, 3 * 3 * 2 * 3);
+    EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(cases)) << "the fused path did not run for every case";
+}
+
+// Without stored qparams, FP8 channel and group weights are observed block by block in the pass
+// that encodes them: the scales and codes of observing the whole weight first. MSE declines.
+TEST(export_fast, fp8_observing_in_the_pass_matches_observing_first) {
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        for (const char *strategy : {"channel", "group"}) {
+            for (const char *observer : {"minmax", "memoryless_mse"}) {
+                const quant::quant_args a = fp8_args(strategy, true, observer);
+                const at::Tensor w = weight(1100, 256, dtype, 91);
+                const quant::qparams qp = quant::qparams_observe(a, w);
+                quant::qparams fused;
+                double e = -1;
+                const at::Tensor codes = quant::observe_quantize_fp8_codes(a, w, fused, &e);
+                const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " " + observer;
+                if (std::string(observer) != "minmax") {
+                    EXPECT_FALSE(codes.defined()) << what;
+                    continue;
+                }
+                ASSERT_TRUE(codes.defined()) << what;
+                EXPECT_TRUE(at::equal(fused.scale, qp.scale)) << what;
+                EXPECT_TRUE(at::equal(codes, quant::quantize(a, w, qp))) << what;
+                const double expect =
+                    (quant::fake_quantize(a, w, qp).to(at::kFloat) - w.to(at::kFloat)).pow(2).mean().item<double>();
+                EXPECT_NEAR(e, expect, 1e-5 * expect) << what;
+            }
+        }
+    }
+}
+
+TEST(export_fast, fp8_nan_weights_take_the_generic_path) {
+    const quant::quant_args a = fp8_args("channel");
+    quant::quant_scheme scheme;
+    scheme.weights = a;
+    at::Tensor w = weight(4, 64, at::kBFloat16, 8);
+    const quant::qparams qp = quant::qparams_observe(a, w);
+    w.index_put_({2, 5}, std::numeric_limits<float>::quiet_NaN());
+    std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+    const uint64_t before = fast_taken;
+    expect_same(compress(scheme, in, at::kBFloat16, true, nullptr, exporter::fmt_name::float_quantized),
+                compress(scheme, in, at::kBFloat16, false, nullptr, exporter::fmt_name::float_quantized), "nan");
     EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path";
 }

@@ -121,22 +121,28 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const bool with_g_idx = uses_g_idx(w);
     const at::Tensor *g_idx = with_g_idx && filled(in.get("weight_g_idx")) ? in.get("weight_g_idx") : nullptr;
     const int64_t rows = weight->size(0), cols = weight->size(1);
-    // pack-quantized INT weights take the fused pass (observing in it too when no qparams are
-    // stored); everything else quantizes first.
-    const bool fast = format == fmt_name::pack_quantized && fast_paths_enabled();
+    // pack-quantized INT weights and FP8 weights take the fused pass (observing in it too when no
+    // qparams are stored); everything else quantizes first. `fused`: the packed words, or the codes.
+    const bool fast_int = format == fmt_name::pack_quantized && fast_paths_enabled();
+    const bool fast_fp8 = (format == fmt_name::float_quantized || format == fmt_name::naive_quantized) && w.is_fp8() &&
+                          !quant::is_mx(w) && !g_idx && fast_paths_enabled();
+    const bool fast = fast_int || fast_fp8;
     quant::qparams qp;
-    at::Tensor packed;
+    at::Tensor fused;
     const quant::row_reader read = fast ? file_row_reader(*weight) : quant::row_reader();
     if (fast && !in.get("weight_scale") && !g_idx && !global_scale)
-        packed = quant::observe_quantize_pack_int32(w, *weight, qp, error, read);
-    if (!packed.defined()) {
+        fused = fast_int ? quant::observe_quantize_pack_int32(w, *weight, qp, error, read)
+                         : quant::observe_quantize_fp8_codes(w, *weight, qp, error, read);
+    if (!fused.defined()) {
         qp = weight_qparams(module_name, w, in, *weight, g_idx, global_scale);
-        if (fast) packed = quant::quantize_pack_int32(w, *weight, qp, g_idx, error, read);
+        if (fast_int) fused = quant::quantize_pack_int32(w, *weight, qp, g_idx, error, read);
+        if (fast_fp8) fused = quant::quantize_fp8_codes(w, *weight, qp, error, read);
     }
-    if (packed.defined()) ++fast_paths_taken;
-    const at::Tensor q = packed.defined() ? at::Tensor() : quant::quantize(w, *weight, qp, g_idx);
+    if (fused.defined()) ++fast_paths_taken;
+    const at::Tensor packed = fast_int ? fused : at::Tensor();
+    const at::Tensor q = fused.defined() ? (fast_fp8 ? fused : at::Tensor()) : quant::quantize(w, *weight, qp, g_idx);
     // The generic path measures its error with fake_quantize: the same numbers, one more pass.
-    if (error && !packed.defined())
+    if (error && !fused.defined())
         *error = mean_squared_difference(quant::fake_quantize(w, *weight, qp, g_idx), *weight);
 
     auto scale = [&] { return encode_scale(qp.scale, w, weight_scale_storage(w, format), model_dtype); };

@@ -98,21 +98,10 @@ at::Tensor clamp_into(const at::Tensor &x, double lo, double hi) {
 uint8_t fp8_e4m3_encode_value(float x) {
     const uint32_t bits = float_bits(x);
     const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80);
-    const uint32_t mag = bits & 0x7FFFFFFFu;
-    if (mag > 0x7F800000u) return sign | 0x7F; // NaN
-    const float a = std::fabs(x);
-    if (a >= 448.0f) return sign | 0x7E; // saturate, inf included
-    if (mag < (121u << 23)) {
-        // Below 2^-6 the grid is m * 2^-9; a * 512 is exact and nearbyint rounds half to even.
-        // m == 8 lands on code 0x08, the smallest normal, as it should.
-        return sign | static_cast<uint8_t>(std::nearbyint(a * 512.0f));
-    }
-    const uint32_t exp8 = (mag >> 23) - 127 + 7;
-    const uint32_t mant = mag & 0x7FFFFFu;
-    uint32_t code = (exp8 << 3) | (mant >> 20);
-    const uint32_t rest = mant & 0xFFFFFu; // the 20 dropped mantissa bits
-    if (rest > 0x80000u || (rest == 0x80000u && (code & 1u))) ++code; // carries into the exponent
-    return sign | static_cast<uint8_t>(code);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return sign | 0x7F; // NaN
+    if (std::fabs(x) >= 448.0f) return sign | 0x7E;             // saturate, inf included
+    float grid;
+    return fp8_e4m3_encode_in_range(x, &grid);
 }
 
 float fp8_e4m3_decode_value(uint8_t code) { return fp8_table()[code]; }

@@ -4,10 +4,12 @@
 #pragma once
 
 #include "quant/args.h"
+#include "quant/float_round.h"
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace llmc::quant {
 
@@ -21,6 +23,31 @@ constexpr double fp4_e2m1_max = 6.0;
 // x's sign bit, as torch.
 uint8_t fp8_e4m3_encode_value(float x);
 float fp8_e4m3_decode_value(uint8_t code);
+
+// The code of v, known to be in [-448, 448] (not NaN), round half to even, and in *grid the value
+// the code stands for (v's sign kept, -0 included). Integer ops and selects only, so that a loop
+// over it vectorizes; fp8_e4m3_encode_value is this after its NaN and saturation cases.
+LLMC_INLINE uint8_t fp8_e4m3_encode_in_range(float v, float *grid) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    const uint32_t sign = bits & 0x80000000u, mag = bits & 0x7FFFFFFFu;
+    float a;
+    std::memcpy(&a, &mag, 4);
+    // Normal (|v| >= 2^-6): keep 3 of the 23 mantissa bits, half to even; a carry moves into the
+    // exponent, as it should. r is then (biased float exponent << 3 | mantissa).
+    const uint32_t r = (mag + 0x7FFFFu + ((mag >> 20) & 1u)) >> 20;
+    // Below 2^-6 the grid is k * 2^-9: a * 512 is exact and the magic add rounds it half to even
+    // (k == 8 is the smallest normal's code, 0x08, as it should be).
+    const float k = (a * 512.0f + 12582912.0f) - 12582912.0f;
+    const bool normal = mag >= (121u << 23);
+    const uint32_t code = normal ? r - (120u << 3) : static_cast<uint32_t>(k);
+    float g = k * (1.0f / 512.0f);
+    uint32_t gbits;
+    std::memcpy(&gbits, &g, 4);
+    gbits = (normal ? r << 20 : gbits) | sign;
+    std::memcpy(grid, &gbits, 4);
+    return static_cast<uint8_t>(code | (sign >> 24));
+}
 // Any floating tensor (float64 goes through float32 first, as torch's cast) -> uint8 codes.
 at::Tensor fp8_e4m3_encode(const at::Tensor &x);
 at::Tensor fp8_e4m3_decode(const at::Tensor &codes, at::ScalarType dtype = at::kFloat);

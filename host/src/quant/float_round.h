@@ -20,6 +20,13 @@
 #else
 #define LLMC_VECTOR_CLONES
 #endif
+// For the helpers those loops call: a helper GCC leaves out of line is built for the baseline
+// only (seen: sum_squares once two clones called it, a seventh of the INT export's time).
+#if defined(__GNUC__)
+#define LLMC_INLINE inline __attribute__((always_inline))
+#else
+#define LLMC_INLINE inline
+#endif
 
 namespace llmc::quant {
 
@@ -30,7 +37,7 @@ template <> inline float round_to<float>(float v) { return v; }
 // The same for values known not to be NaN: bf16 with integer ops, so that loops vectorize
 // (c10's round_to_nearest_even; its NaN case is what the caller has ruled out).
 template <class T> inline float round_to_finite(float v) { return round_to<T>(v); }
-template <> inline float round_to_finite<c10::BFloat16>(float v) {
+template <> LLMC_INLINE float round_to_finite<c10::BFloat16>(float v) {
     uint32_t u;
     std::memcpy(&u, &v, 4);
     u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
@@ -40,7 +47,7 @@ template <> inline float round_to_finite<c10::BFloat16>(float v) {
 
 // Exact widening to float; bf16 by a shift, so that loops vectorize.
 template <class X> inline float to_float(X v) { return static_cast<float>(v); }
-template <> inline float to_float<c10::BFloat16>(c10::BFloat16 v) {
+template <> LLMC_INLINE float to_float<c10::BFloat16>(c10::BFloat16 v) {
     const uint32_t u = static_cast<uint32_t>(v.x) << 16;
     float f;
     std::memcpy(&f, &u, 4);
@@ -54,7 +61,7 @@ template <> inline float to_float<c10::BFloat16>(c10::BFloat16 v) {
 // path, whose NaN bits they do not replay.
 // One value through quantize_group's steps, for computation dtypes whose rounding vectorizes
 // (float, bf16): the fused loops keep it in registers instead of a pass per step.
-template <class T> inline float quantize_one(float xv, float s, float z, bool has_zp, float lo, float hi, int &bad) {
+template <class T> LLMC_INLINE float quantize_one(float xv, float s, float z, bool has_zp, float lo, float hi, int &bad) {
     const float magic = 12582912.0f; // 1.5 * 2^23
     float v = xv / s;
     bad |= v != v;
@@ -66,7 +73,7 @@ template <class T> inline float quantize_one(float xv, float s, float z, bool ha
 // compressed-tensors' dequantize of one quantized integer v (exact in every float dtype, so the
 // first rounding to S is a no-op): (v - z) * s with each step rounded to the scale dtype S, then
 // the result rounded to fake_quantize's result dtype R.
-template <class S, class R> inline float dequantize_one(float v, float s, float z, bool has_zp) {
+template <class S, class R> LLMC_INLINE float dequantize_one(float v, float s, float z, bool has_zp) {
     const float q = has_zp ? round_to_finite<S>(v - z) : v;
     const float p = round_to_finite<S>(q * s);
     if constexpr (std::is_same<S, R>::value) return p; // rounding to S twice is rounding once

@@ -1,5 +1,6 @@
 #include "quant/quantize_pack.h"
 
+#include "quant/float_formats.h"
 #include "quant/float_round.h"
 #include "quant/packing.h"
 #include "quant/qparams_fast.h"
@@ -28,7 +29,7 @@ namespace {
 
 // Σ d² over a row's differences d, summed over 16 lanes so that the loop vectorizes (with 8,
 // GCC's AVX-512 clone reduced each 16 products to 8 lanes with scalar adds: a fifth of the pack).
-inline double sum_squares(const float *d, int64_t n) {
+LLMC_INLINE double sum_squares(const float *d, int64_t n) {
     float lane[16] = {};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
@@ -122,6 +123,54 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
     return bad;
 }
 
+// One value through quantize_values' steps for an FP8 E4M3 weight: T(x / s), T(+ z) where there
+// is a zero point, clamp to ±448, onto the grid; its code, and the grid value in *grid.
+template <class T> LLMC_INLINE uint8_t fp8_one(float xv, float s, float z, bool has_zp, int &bad, float *grid) {
+    float v = xv / s;
+    bad |= v != v;
+    v = round_to_finite<T>(v);
+    if (has_zp) v = round_to_finite<T>(v + z); // a symmetric zero point too: -0 + 0 is +0
+    v = std::min(std::max(v, -448.0f), 448.0f);
+    return fp8_e4m3_encode_in_range(v, grid);
+}
+
+// quantize() of FP8 E4M3 weights for rows [r0, r1), straight to the uint8 codes the
+// float-quantized format stores; f is scratch for one row. Nonzero when a quotient is NaN. With
+// Err, each row's Σ (fake_quantize(x) - x)² into row_error, as quantize_pack_range.
+template <class X, class S, class T, class R, bool Err>
+LLMC_VECTOR_CLONES int fp8_codes_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
+                                       bool per_row, const S *sp, const float *zpp, uint8_t *op, float *f,
+                                       double *row_error) {
+    const int64_t groups = cols / group;
+    int bad = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t k = per_row ? r * groups + g : 0;
+            const float s = to_float(sp[k]);
+            const X *xi = xp + r * cols + g * group;
+            uint8_t *oi = op + r * cols + g * group;
+            float *di = f + g * group;
+            float grid;
+            if (zpp) {
+                const float z = zpp[k];
+                for (int64_t j = 0; j < group; ++j) {
+                    const float xv = to_float(xi[j]);
+                    oi[j] = fp8_one<T>(xv, s, z, true, bad, &grid);
+                    if constexpr (Err) di[j] = dequantize_one<S, R>(grid, s, z, true) - xv;
+                }
+            } else {
+                for (int64_t j = 0; j < group; ++j) {
+                    const float xv = to_float(xi[j]);
+                    oi[j] = fp8_one<T>(xv, s, 0.0f, false, bad, &grid);
+                    if constexpr (Err) di[j] = dequantize_one<S, R>(grid, s, 0.0f, false) - xv;
+                }
+            }
+        }
+        if constexpr (Err) row_error[r] = sum_squares(f, cols);
+    }
+    return bad;
+}
+
 // `out`: int32 [rows, words], contiguous (a row slice of a larger result is).
 template <class X, class S, class T>
 at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
@@ -165,61 +214,135 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     return out;
 }
 
+// fp8_codes_range over every row, in parallel; `out`: uint8 [rows, cols], contiguous.
+template <class X, class S, class T>
+at::Tensor fp8_codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
+                          double *mean_squared_error, bool error_in_x, at::Tensor out) {
+    const int64_t rows = x.size(0), cols = x.size(1);
+    const bool per_row = scale.numel() != 1;
+    at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
+    if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
+    const X *xp = x.data_ptr<X>();
+    const S *sp = scale.data_ptr<S>();
+    const float *zpp = zx.defined() ? zx.data_ptr<float>() : nullptr;
+    uint8_t *op = out.data_ptr<uint8_t>();
+    std::atomic<bool> nan{false};
+    std::vector<double> row_error(mean_squared_error ? static_cast<size_t>(rows) : 0);
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(cols, 1));
+    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
+        std::vector<float> f(static_cast<size_t>(cols));
+        int bad = 0;
+        if (!mean_squared_error)
+            bad = fp8_codes_range<X, S, T, T, false>(xp, r0, r1, cols, group, per_row, sp, zpp, op, f.data(), nullptr);
+        else if (error_in_x)
+            bad = fp8_codes_range<X, S, T, X, true>(xp, r0, r1, cols, group, per_row, sp, zpp, op, f.data(),
+                                                     row_error.data());
+        else
+            bad = fp8_codes_range<X, S, T, T, true>(xp, r0, r1, cols, group, per_row, sp, zpp, op, f.data(),
+                                                     row_error.data());
+        if (bad) nan = true;
+    });
+    if (nan) return at::Tensor();
+    if (mean_squared_error) {
+        double total = 0;
+        for (double e : row_error) total += e;
+        *mean_squared_error = total / static_cast<double>(rows * cols);
+    }
+    return out;
+}
+
+// The length of the groups of columns that share a scale when the fused loops serve this call
+// (strategy tensor, channel or group with qparams of the matching shape, a float weight and
+// scale, no global scale); 0 when they do not.
+int64_t fused_group(const quant_args &w, const at::Tensor &weight, const qparams &qp) {
+    if (qp.global_scale.defined() || !qp.scale.defined() || weight.dim() != 2) return 0;
+    const int64_t rows = weight.size(0), cols = weight.size(1);
+    if (rows == 0 || cols == 0) return 0;
+    int64_t group = cols;
+    const at::Tensor &s = qp.scale;
+    switch (*w.strategy) {
+    case quant_strategy::tensor:
+        if (s.numel() != 1) return 0;
+        break;
+    case quant_strategy::channel:
+        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != 1) return 0;
+        break;
+    case quant_strategy::group:
+        if (!w.group_size || *w.group_size <= 0 || cols % *w.group_size != 0) return 0;
+        group = *w.group_size;
+        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group) return 0;
+        break;
+    default: return 0;
+    }
+    if (qp.zero_point.defined() && qp.zero_point.sizes() != s.sizes()) return 0;
+    auto is_float = [](at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf; };
+    if (!is_float(weight.scalar_type()) || !is_float(s.scalar_type())) return 0;
+    return group;
+}
+
+// Calls f(X(), S(), T()) with the weight's, the scale's and the computation's C++ types.
+template <class F> void dispatch_fused(at::ScalarType xt, at::ScalarType st, F f) {
+    const at::ScalarType ct = at::promote_types(xt, st);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xt, "fused_x", [&] {
+        using X = scalar_t;
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, st, "fused_s", [&] {
+            using S = scalar_t;
+            if (ct == at::kFloat) f(X(), S(), float());
+            else if (ct == at::kBFloat16) f(X(), S(), c10::BFloat16());
+            else if (ct == at::kHalf) f(X(), S(), c10::Half());
+        });
+    });
+}
+
+// quantize() of an FP8 E4M3 weight as codes into `out` (uint8 [rows, cols], contiguous), or into
+// a new tensor when `out` is undefined; undefined when the call is not of the fused form.
+at::Tensor fp8_codes_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, double *mean_squared_error,
+                          at::Tensor out) {
+    if (!w.is_fp8() || is_mx(w)) return {};
+    const int64_t group = fused_group(w, weight, qp);
+    if (group == 0) return {};
+    const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
+    if (!out.defined()) out = at::empty(x.sizes(), at::TensorOptions().dtype(at::kByte));
+    const bool error_in_x = *w.strategy == quant_strategy::group; // fake_quantize's result dtype
+    at::Tensor r;
+    dispatch_fused(x.scalar_type(), sc.scalar_type(), [&](auto xv, auto sv, auto tv) {
+        using X = decltype(xv);
+        using S = decltype(sv);
+        using T = decltype(tv);
+        r = fp8_codes_rows<X, S, T>(x, sc, qp.zero_point, group, mean_squared_error, error_in_x, out);
+    });
+    return r;
+}
+
 // quantize_pack_int32 into `out` (int32 [rows, words], contiguous), or into a new tensor when
 // `out` is undefined.
 at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, const at::Tensor *g_idx,
                               double *mean_squared_error, at::Tensor out) {
     if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || g_idx != nullptr) return {};
-    if (qp.global_scale.defined() || !qp.scale.defined() || weight.dim() != 2) return {};
-    const int64_t rows = weight.size(0), cols = weight.size(1);
-    if (rows == 0 || cols == 0) return {};
-    int64_t group = cols;
-    const at::Tensor &s = qp.scale;
-    switch (*w.strategy) {
-    case quant_strategy::tensor:
-        if (s.numel() != 1) return {};
-        break;
-    case quant_strategy::channel:
-        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != 1) return {};
-        break;
-    case quant_strategy::group:
-        if (!w.group_size || *w.group_size <= 0 || cols % *w.group_size != 0) return {};
-        group = *w.group_size;
-        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group) return {};
-        break;
-    default: return {};
-    }
-    if (qp.zero_point.defined() && qp.zero_point.sizes() != s.sizes()) return {};
-    const at::ScalarType xt = weight.scalar_type(), st = s.scalar_type();
-    auto is_float = [](at::ScalarType t) { return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf; };
-    if (!is_float(xt) || !is_float(st)) return {};
-    const at::ScalarType ct = at::promote_types(xt, st);
-    const at::Tensor x = weight.contiguous(), sc = s.contiguous();
-    if (!out.defined()) out = at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+    const int64_t group = fused_group(w, weight, qp);
+    if (group == 0) return {};
+    const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
+    if (!out.defined())
+        out = at::empty({x.size(0), packed_words(x.size(1), w.num_bits)}, at::TensorOptions().dtype(at::kInt));
     // fake_quantize's result dtype: the weight's for group, else the computation's.
     const bool error_in_x = *w.strategy == quant_strategy::group;
     at::Tensor r;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xt, "quantize_pack_x", [&] {
-        using X = scalar_t;
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, st, "quantize_pack_s", [&] {
-            using S = scalar_t;
-            const at::Tensor &z = qp.zero_point;
-            const int b = w.num_bits;
-            double *e = mean_squared_error;
-            if (ct == at::kFloat) r = quantize_pack_rows<X, S, float>(x, sc, z, group, b, e, error_in_x, out);
-            else if (ct == at::kBFloat16) r = quantize_pack_rows<X, S, c10::BFloat16>(x, sc, z, group, b, e, error_in_x, out);
-            else if (ct == at::kHalf) r = quantize_pack_rows<X, S, c10::Half>(x, sc, z, group, b, e, error_in_x, out);
-        });
+    dispatch_fused(x.scalar_type(), sc.scalar_type(), [&](auto xv, auto sv, auto tv) {
+        using X = decltype(xv);
+        using S = decltype(sv);
+        using T = decltype(tv);
+        r = quantize_pack_rows<X, S, T>(x, sc, qp.zero_point, group, w.num_bits, mean_squared_error, error_in_x, out);
     });
     return r;
 }
 
 // Rows in blocks of ~256 KiB, each read once (from `read` into a buffer of this thread's when it
 // can, else from the weight), observed into *observed when no qparams are `given`, then quantized
-// and packed from cache. The caller has checked that blocks of rows quantize as the whole weight
-// does.
+// from cache: packed into int32 words (INT), or as uint8 codes (FP8). The caller has checked that
+// blocks of rows quantize as the whole weight does.
 at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
                           qparams *observed, double *mean_squared_error) {
+    const bool fp8 = w.is_fp8();
     const int64_t rows = x.size(0), cols = x.size(1);
     const int64_t row_bytes = cols * x.element_size();
     // At most ~256 KiB, and at least one block per thread, so a small weight is split too (inside
@@ -229,7 +352,8 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
         1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
-    at::Tensor out = at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+    at::Tensor out = fp8 ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kByte))
+                         : at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
     // Observed qparams go straight into the weight's tensors where the tensor-free observer
     // serves the args; otherwise each block's come from qparams_observe and are joined at the end.
     const bool direct = !given && observe_rows_minmax_applies(w, x.scalar_type());
@@ -270,12 +394,14 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
                 if (given->zero_point.defined())
                     q.zero_point = per_row ? given->zero_point.slice(0, r0, r1) : given->zero_point;
             }
-            // A symmetric zero point is zero, and adding zero changes no code or error (a -0
-            // quotient becomes +0, which packs and dequantizes the same): skip its steps.
-            const qparams packed{q.scale, w.symmetric ? at::Tensor() : q.zero_point, {}};
+            // A symmetric zero point is zero, and adding zero changes no INT code or error (a -0
+            // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8
+            // keeps them: -0 and +0 have different codes.
+            const qparams packed{q.scale, w.symmetric && !fp8 ? at::Tensor() : q.zero_point, {}};
             double e = 0;
-            if (!quantize_pack_into(w, part, packed, nullptr, mean_squared_error ? &e : nullptr,
-                                    out.slice(0, r0, r1))
+            double *ep = mean_squared_error ? &e : nullptr;
+            const at::Tensor slice = out.slice(0, r0, r1);
+            if (!(fp8 ? fp8_codes_into(w, part, packed, ep, slice) : quantize_pack_into(w, part, packed, nullptr, ep, slice))
                      .defined()) {
                 failed = true;
                 continue;
@@ -303,14 +429,29 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     return out;
 }
 
+// Whether whole rows in blocks quantize as the weight does with these qparams: per row or one for
+// all (not block strategy's), no g_idx or global scale.
+bool blockwise_applies(const at::Tensor &weight, const qparams &qp, const at::Tensor *g_idx) {
+    return !g_idx && weight.dim() == 2 && qp.scale.defined() && !qp.global_scale.defined() &&
+           (qp.scale.numel() == 1 || (qp.scale.dim() == 2 && qp.scale.size(0) == weight.size(0)));
+}
+
+// observe_quantize_pack_int32's and observe_quantize_fp8_codes's common checks: static args of
+// strategy channel or group (not regrouped by g_idx) observed by min/max, and a 2-D weight.
+bool observe_blockwise_applies(const quant_args &w, const at::Tensor &weight) {
+    if (w.is_dynamic() || weight.dim() != 2) return false;
+    if (*w.strategy != quant_strategy::channel && *w.strategy != quant_strategy::group) return false;
+    if (w.actorder && canonical(*w.actorder) == actorder_kind::group) return false; // columns regrouped by g_idx
+    if (observer(w, observed_role::weight).kind() != "memoryless_minmax") return false;
+    const int64_t rows = weight.size(0), cols = weight.size(1);
+    return rows > 0 && cols > 0 && (*w.strategy != quant_strategy::group || cols % w.group_size.value_or(0) == 0);
+}
+
 } // namespace
 
 at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, const qparams &qp,
                                const at::Tensor *g_idx, double *mean_squared_error, const row_reader &read) {
-    // Whole rows in blocks need qparams per row or one for all (not block strategy's).
-    const bool blockwise = read && !g_idx && weight.dim() == 2 && qp.scale.defined() && !qp.global_scale.defined() &&
-                           (qp.scale.numel() == 1 || (qp.scale.dim() == 2 && qp.scale.size(0) == weight.size(0)));
-    if (blockwise) {
+    if (read && blockwise_applies(weight, qp, g_idx)) {
         // Each block meets quantize_pack_into's checks in their per-block form, or none packs.
         if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, nullptr, mean_squared_error); r.defined())
             return r;
@@ -320,14 +461,24 @@ at::Tensor quantize_pack_int32(const quant_args &w, const at::Tensor &weight, co
 
 at::Tensor observe_quantize_pack_int32(const quant_args &w, const at::Tensor &weight, qparams &qp,
                                        double *mean_squared_error, const row_reader &read) {
-    if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || w.is_dynamic() || weight.dim() != 2)
+    if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || !observe_blockwise_applies(w, weight))
         return {};
-    if (*w.strategy != quant_strategy::channel && *w.strategy != quant_strategy::group) return {};
-    if (w.actorder && canonical(*w.actorder) == actorder_kind::group) return {}; // columns regrouped by g_idx
-    if (observer(w, observed_role::weight).kind() != "memoryless_minmax") return {};
-    const int64_t rows = weight.size(0), cols = weight.size(1);
-    if (rows == 0 || cols == 0 || (*w.strategy == quant_strategy::group && cols % w.group_size.value_or(0) != 0))
-        return {};
+    return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
+}
+
+at::Tensor quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, const qparams &qp,
+                              double *mean_squared_error, const row_reader &read) {
+    if (!w.is_fp8() || is_mx(w)) return {};
+    if (blockwise_applies(weight, qp, nullptr)) {
+        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, nullptr, mean_squared_error); r.defined())
+            return r;
+    }
+    return fp8_codes_into(w, weight, qp, mean_squared_error, at::Tensor());
+}
+
+at::Tensor observe_quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, qparams &qp,
+                                      double *mean_squared_error, const row_reader &read) {
+    if (!w.is_fp8() || is_mx(w) || !observe_blockwise_applies(w, weight)) return {};
     return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
 }
 

@@ -1,5 +1,6 @@
 // quantize() then pack_int32() in one parallel pass: what the exporter writes for INT
-// pack-quantized weights, without the int8 / int32 temporaries and their passes over memory.
+// pack-quantized weights, without the int8 / int32 temporaries and their passes over memory; and
+// quantize() of FP8 weights straight to their codes.
 #pragma once
 
 #include "quant/args.h"
@@ -34,5 +35,18 @@ at::Tensor quantize_pack_int32(const quant_args &args, const at::Tensor &weight,
 // qparams_observe gives; otherwise an undefined tensor and `qp` is left alone.
 at::Tensor observe_quantize_pack_int32(const quant_args &args, const at::Tensor &weight, qparams &qp,
                                        double *mean_squared_error = nullptr, const row_reader &read = {});
+
+// quantize(args, weight, qp) of an FP8 E4M3 weight (float, 8 bits, not MX), bit for bit: the
+// uint8 codes the float-quantized format stores, in one pass instead of a chain of ATen ops. The
+// same conditions as quantize_pack_int32 otherwise (strategy tensor, channel or group; no g_idx or
+// global scale); undefined when the call is not of that form or a quotient is NaN. With
+// `mean_squared_error`, fake_quantize's error in the same pass; with `read`, rows through it.
+at::Tensor quantize_fp8_codes(const quant_args &args, const at::Tensor &weight, const qparams &qp,
+                              double *mean_squared_error = nullptr, const row_reader &read = {});
+
+// qparams_observe then quantize_fp8_codes in blocks of rows, as observe_quantize_pack_int32 (the
+// same conditions on strategy and observer).
+at::Tensor observe_quantize_fp8_codes(const quant_args &args, const at::Tensor &weight, qparams &qp,
+                                      double *mean_squared_error = nullptr, const row_reader &read = {});
 
 } // namespace llmc::quant
