@@ -1,4 +1,4 @@
-// Data-free W4A16 export throughput: llmc-host with the in-tree QuantizationModifier on a random
+// Data-free W4A16 export throughput (or another data-free preset's, --scheme): llmc-host with the in-tree QuantizationModifier on a random
 // bf16 Qwen2-0.5B-shaped model (tied embeddings, ~494M parameters, ~1 GB), against the baseline
 // of reading every input tensor's bytes once and writing the packed result's byte count once,
 // both measured in the same run. Page cache warm by default (the checkpoint is read once before
@@ -18,6 +18,7 @@
 // initialisation, a constant whatever the model: `llmc-host --help`) and the pipeline itself
 // (load + calibration + save from the run report), so both ratios are printed.
 //   bench-export-stream [--work DIR] [--runs N] [--dtype bfloat16|float32] [--threads N] [--cold]
+//                       [--scheme W4A16|FP8_DYNAMIC|...]
 #include "child_process.h"
 #include "io/safetensors.h"
 
@@ -175,7 +176,7 @@ int main(int argc, char **argv) {
     fs::path work = fs::temp_directory_path() / "llmc-bench-export-stream";
     int runs = 3, threads = 0;
     bool cold = false;
-    std::string dtype = "bfloat16";
+    std::string dtype = "bfloat16", scheme = "W4A16";
     for (int i = 1; i < argc; ++i) {
         const std::string k = i + 1 < argc || std::strcmp(argv[i], "--cold") == 0 ? argv[i] : "";
         if (k == "--cold") cold = true;
@@ -183,9 +184,11 @@ int main(int argc, char **argv) {
         else if (k == "--runs") runs = std::max(1, std::atoi(argv[++i]));
         else if (k == "--dtype") dtype = argv[++i];
         else if (k == "--threads") threads = std::atoi(argv[++i]);
+        else if (k == "--scheme") scheme = argv[++i];
         else {
             std::fprintf(stderr,
-                         "usage: bench-export-stream [--work DIR] [--runs N] [--dtype D] [--threads N] [--cold]\n");
+                         "usage: bench-export-stream [--work DIR] [--runs N] [--dtype D] [--threads N] [--cold] "
+                         "[--scheme S]\n");
             return 2;
         }
     }
@@ -200,7 +203,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     std::ofstream(work / "recipe.yaml") << "quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n"
-                                           "      targets: [Linear]\n      scheme: W4A16\n      ignore: [lm_head]\n";
+                                           "      targets: [Linear]\n      scheme: "
+                                        << scheme << "\n      ignore: [lm_head]\n";
     const fs::path out_dir = work / "out";
     fs::create_directories(out_dir);
 
@@ -276,10 +280,10 @@ int main(int argc, char **argv) {
         }
     }
     const double b = fastest(base_s), l = fastest(llmc_s), p = fastest(pipeline_s);
-    std::printf("model: qwen2 0.5B shape, %.1fM parameters, bf16, tied; recipe W4A16 (Linear, ignore lm_head); "
+    std::printf("model: qwen2 0.5B shape, %.1fM parameters, bf16, tied; recipe %s (Linear, ignore lm_head); "
                 "llmc --pipeline datafree --dtype %s%s\n",
-                params / 1e6, dtype.c_str(), threads > 0 ? (" --threads " + std::to_string(threads)).c_str() : "");
-    std::printf("input %.3f GB, packed output %.3f GB; page cache %s; %d runs (baseline twice per run)\n",
+                params / 1e6, scheme.c_str(), dtype.c_str(), threads > 0 ? (" --threads " + std::to_string(threads)).c_str() : "");
+    std::printf("input %.3f GB, compressed output %.3f GB; page cache %s; %d runs (baseline twice per run)\n",
                 input / 1e9, output / 1e9, cold ? "dropped before each timed side" : "warm", runs);
     std::printf("%-10s %12s %12s %12s %14s\n", "", "fastest s", "median s", "GB/s input", "peak RSS MiB");
     std::printf("%-10s %12.2f %12.2f %12.3f %14s\n", "baseline", b, median(base_s), input / 1e9 / b, "-");
