@@ -321,25 +321,6 @@ byte_span safetensors_file::raw(const std::string &name) const {
     return {static_cast<const uint8_t *>(map_->addr) + data_offset_ + i.begin, static_cast<size_t>(i.nbytes())};
 }
 
-namespace {
-
-// Maps every page of [data, data + size) in one call. A view's pages are all read soon after it
-// is made; faulting them in one by one costs far more, most of all under virtualisation. Advice
-// only: kernels before 5.14 do not know it and the pages fault in as they are touched.
-void populate_pages(const uint8_t *data, size_t size) {
-#ifdef MADV_POPULATE_READ
-    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(data) & ~(page - 1);
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + size + page - 1) & ~(page - 1);
-    if (end > begin) ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_POPULATE_READ);
-#else
-    (void)data;
-    (void)size;
-#endif
-}
-
-} // namespace
-
 at::Tensor safetensors_file::tensor(const std::string &name) const {
     const auto &i = info(name);
     byte_span bytes = raw(name);
@@ -358,7 +339,6 @@ at::Tensor safetensors_file::tensor(const std::string &name) const {
             std::memcpy(t.data_ptr(), bytes.data, bytes.size);
         return t;
     }
-    populate_pages(bytes.data, bytes.size);
     auto keep = map_;
     return at::from_blob(const_cast<uint8_t *>(bytes.data), i.shape, [keep](void *) mutable { keep.reset(); },
                          options);
@@ -414,7 +394,6 @@ at::Tensor safetensors_file::view_and_drop(const std::string &name, at::ScalarTy
     if (i.scalar_type != dtype || i.raw_codes || i.scalar_type == at::kBool || bytes.size == 0 ||
         reinterpret_cast<uintptr_t>(bytes.data) % safetensors_dtype_size(i.dtype) != 0)
         return copy_and_drop(name, dtype);
-    populate_pages(bytes.data, bytes.size);
     auto keep = map_;
     return at::from_blob(
         const_cast<uint8_t *>(bytes.data), i.shape,
