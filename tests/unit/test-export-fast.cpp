@@ -17,6 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace llmc;
@@ -276,19 +277,6 @@ TEST(export_fast, rows_come_through_the_reader_when_it_reads) {
     EXPECT_TRUE(at::equal(p_stored, p_direct));
 }
 
-TEST(export_fast, nan_weights_take_the_generic_path) {
-    const quant::quant_args a = int4_group(32);
-    quant::quant_scheme scheme;
-    scheme.weights = a;
-    at::Tensor w = weight(4, 64, at::kBFloat16, 7);
-    const quant::qparams qp = quant::qparams_observe(a, w);
-    w.index_put_({2, 5}, std::numeric_limits<float>::quiet_NaN());
-    std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
-    const uint64_t before = fast_taken;
-    expect_same(compress(scheme, in, at::kBFloat16, true), compress(scheme, in, at::kBFloat16, false), "nan");
-    EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path";
-}
-
 namespace {
 
 // FP8 E4M3 weights (symmetric unless asked), strategy by name.
@@ -391,16 +379,20 @@ TEST(export_fast, fp8_observing_in_the_pass_matches_observing_first) {
     }
 }
 
-TEST(export_fast, fp8_nan_weights_take_the_generic_path) {
-    const quant::quant_args a = fp8_args("channel");
-    quant::quant_scheme scheme;
-    scheme.weights = a;
-    at::Tensor w = weight(4, 64, at::kBFloat16, 8);
-    const quant::qparams qp = quant::qparams_observe(a, w);
-    w.index_put_({2, 5}, std::numeric_limits<float>::quiet_NaN());
-    std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
-    const uint64_t before = fast_taken;
-    expect_same(compress(scheme, in, at::kBFloat16, true, nullptr, exporter::fmt_name::float_quantized),
-                compress(scheme, in, at::kBFloat16, false, nullptr, exporter::fmt_name::float_quantized), "nan");
-    EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path";
+// A NaN quotient is left to the generic path, INT or FP8.
+TEST(export_fast, nan_weights_take_the_generic_path) {
+    const std::pair<quant::quant_args, std::string> cases[] = {{int4_group(32), exporter::fmt_name::pack_quantized},
+                                                               {fp8_args("channel"), exporter::fmt_name::float_quantized}};
+    for (const auto &[a, format] : cases) {
+        quant::quant_scheme scheme;
+        scheme.weights = a;
+        at::Tensor w = weight(4, 64, at::kBFloat16, 7);
+        const quant::qparams qp = quant::qparams_observe(a, w);
+        w.index_put_({2, 5}, std::numeric_limits<float>::quiet_NaN());
+        std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+        const uint64_t before = fast_taken;
+        expect_same(compress(scheme, in, at::kBFloat16, true, nullptr, format),
+                    compress(scheme, in, at::kBFloat16, false, nullptr, format), "nan " + format);
+        EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path: " << format;
+    }
 }

@@ -171,84 +171,76 @@ LLMC_VECTOR_CLONES int fp8_codes_range(const X *xp, int64_t r0, int64_t r1, int6
     return bad;
 }
 
-// `out`: int32 [rows, words], contiguous (a row slice of a larger result is).
-template <class X, class S, class T>
-at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
-                              int bits, double *mean_squared_error, bool error_in_x, at::Tensor out) {
-    const int64_t rows = x.size(0), cols = x.size(1), words = packed_words(cols, bits);
-    const bool per_row = scale.numel() != 1;
-    at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
+// Runs kernel(r0, r1, zpp, f, row_error) over chunks of rows in parallel: zpp the zero point as
+// quantize_values adds it (converted to x's dtype; null without one), f scratch for one row,
+// row_error null without `mean_squared_error`. Per-row errors are summed in row order afterwards,
+// so the figure does not depend on the thread count. False when a kernel reports a NaN quotient.
+template <class K> bool fused_rows_run(const at::Tensor &x, const at::Tensor &zp, double *mean_squared_error, K kernel) {
+    const int64_t rows = x.size(0), cols = x.size(1);
+    at::Tensor zx;
     if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
-    const X *xp = x.data_ptr<X>();
-    const S *sp = scale.data_ptr<S>();
     const float *zpp = zx.defined() ? zx.data_ptr<float>() : nullptr;
-    uint32_t *op = reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
-    const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
-    const float offset = std::ldexp(1.0f, bits - 1);
     std::atomic<bool> nan{false};
-    // Per row, summed in row order afterwards: the figure does not depend on the thread count.
     std::vector<double> row_error(mean_squared_error ? static_cast<size_t>(rows) : 0);
     // Chunks of at least ~256K values: enough work per thread to hide the scheduling.
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(cols, 1));
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> f(static_cast<size_t>(cols));
-        std::vector<uint32_t> u(static_cast<size_t>(cols));
-        int bad = 0;
-        if (!mean_squared_error)
-            bad = quantize_pack_range<X, S, T, T, false>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset,
-                                                         bits, words, op, f.data(), u.data(), nullptr);
-        else if (error_in_x)
-            bad = quantize_pack_range<X, S, T, X, true>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits,
-                                                        words, op, f.data(), u.data(), row_error.data());
-        else
-            bad = quantize_pack_range<X, S, T, T, true>(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset, bits,
-                                                        words, op, f.data(), u.data(), row_error.data());
-        if (bad) nan = true;
+        if (kernel(r0, r1, zpp, f.data(), mean_squared_error ? row_error.data() : nullptr)) nan = true;
     });
-    if (nan) return at::Tensor();
+    if (nan) return false;
     if (mean_squared_error) {
         double total = 0;
         for (double e : row_error) total += e;
         *mean_squared_error = total / static_cast<double>(rows * cols);
     }
-    return out;
+    return true;
+}
+
+// `out`: int32 [rows, words], contiguous (a row slice of a larger result is).
+template <class X, class S, class T>
+at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
+                              int bits, double *mean_squared_error, bool error_in_x, at::Tensor out) {
+    const int64_t cols = x.size(1), words = packed_words(cols, bits);
+    const bool per_row = scale.numel() != 1;
+    const X *xp = x.data_ptr<X>();
+    const S *sp = scale.data_ptr<S>();
+    uint32_t *op = reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
+    const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
+    const float offset = std::ldexp(1.0f, bits - 1);
+    const bool ok = fused_rows_run(x, zp, mean_squared_error,
+                                   [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
+                                       std::vector<uint32_t> u(static_cast<size_t>(cols));
+                                       auto run = [&](auto kernel) {
+                                           return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset,
+                                                         bits, words, op, f, u.data(), row_error);
+                                       };
+                                       if (!row_error) return run(quantize_pack_range<X, S, T, T, false>);
+                                       if (error_in_x) return run(quantize_pack_range<X, S, T, X, true>);
+                                       return run(quantize_pack_range<X, S, T, T, true>);
+                                   });
+    return ok ? out : at::Tensor();
 }
 
 // fp8_codes_range over every row, in parallel; `out`: uint8 [rows, cols], contiguous.
 template <class X, class S, class T>
 at::Tensor fp8_codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
                           double *mean_squared_error, bool error_in_x, at::Tensor out) {
-    const int64_t rows = x.size(0), cols = x.size(1);
+    const int64_t cols = x.size(1);
     const bool per_row = scale.numel() != 1;
-    at::Tensor zx; // the zero point as quantize_values adds it: converted to x's dtype
-    if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
     const X *xp = x.data_ptr<X>();
     const S *sp = scale.data_ptr<S>();
-    const float *zpp = zx.defined() ? zx.data_ptr<float>() : nullptr;
     uint8_t *op = out.data_ptr<uint8_t>();
-    std::atomic<bool> nan{false};
-    std::vector<double> row_error(mean_squared_error ? static_cast<size_t>(rows) : 0);
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(cols, 1));
-    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-        std::vector<float> f(static_cast<size_t>(cols));
-        int bad = 0;
-        if (!mean_squared_error)
-            bad = fp8_codes_range<X, S, T, T, false>(xp, r0, r1, cols, group, per_row, sp, zpp, op, f.data(), nullptr);
-        else if (error_in_x)
-            bad = fp8_codes_range<X, S, T, X, true>(xp, r0, r1, cols, group, per_row, sp, zpp, op, f.data(),
-                                                     row_error.data());
-        else
-            bad = fp8_codes_range<X, S, T, T, true>(xp, r0, r1, cols, group, per_row, sp, zpp, op, f.data(),
-                                                     row_error.data());
-        if (bad) nan = true;
-    });
-    if (nan) return at::Tensor();
-    if (mean_squared_error) {
-        double total = 0;
-        for (double e : row_error) total += e;
-        *mean_squared_error = total / static_cast<double>(rows * cols);
-    }
-    return out;
+    const bool ok = fused_rows_run(x, zp, mean_squared_error,
+                                   [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
+                                       auto run = [&](auto kernel) {
+                                           return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, f, row_error);
+                                       };
+                                       if (!row_error) return run(fp8_codes_range<X, S, T, T, false>);
+                                       if (error_in_x) return run(fp8_codes_range<X, S, T, X, true>);
+                                       return run(fp8_codes_range<X, S, T, T, true>);
+                                   });
+    return ok ? out : at::Tensor();
 }
 
 // The length of the groups of columns that share a scale when the fused loops serve this call
