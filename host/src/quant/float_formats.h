@@ -48,6 +48,7 @@ LLMC_INLINE uint8_t fp8_e4m3_encode_in_range(float v, float *grid) {
     std::memcpy(grid, &gbits, 4);
     return static_cast<uint8_t>(code | (sign >> 24));
 }
+
 // Any floating tensor (float64 goes through float32 first, as torch's cast) -> uint8 codes.
 at::Tensor fp8_e4m3_encode(const at::Tensor &x);
 at::Tensor fp8_e4m3_decode(const at::Tensor &codes, at::ScalarType dtype = at::kFloat);
