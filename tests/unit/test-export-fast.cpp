@@ -7,6 +7,7 @@
 #include "export/module_compress.h"
 #include "quant/args.h"
 #include "quant/float_formats.h"
+#include "quant/presets.h"
 #include "quant/qparams.h"
 #include "quant/qparams_fast.h"
 #include "quant/quantize_pack.h"
@@ -395,4 +396,50 @@ TEST(export_fast, nan_weights_take_the_generic_path) {
                     compress(scheme, in, at::kBFloat16, false, nullptr, format), "nan " + format);
         EXPECT_EQ(fast_taken, before) << "NaN must fall back to the generic path: " << format;
     }
+}
+
+// NVFP4 (tensor_group, group 16, a global scale) and MXFP4 (group 32, E8M0 scales) weights: the
+// fused pass packs quantize()'s codes byte for byte, in every float dtype, for random values, for
+// quotients on every rounding threshold of the E2M1 grid (ties go to the even mantissa), for -0
+// and small negatives (code 8), and for quotients past ±6; its error equals fake_quantize's.
+TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
+    int cases = 0;
+    const uint64_t before = fast_taken;
+    for (const char *preset : {"NVFP4A16", "MXFP4A16"}) {
+        const quant::quant_scheme scheme = quant::preset_scheme(preset, {"Linear"});
+        const quant::quant_args &a = *scheme.weights;
+        const std::string format = std::string(preset) == "NVFP4A16" ? exporter::fmt_name::nvfp4_pack_quantized
+                                                                      : exporter::fmt_name::mxfp4_pack_quantized;
+        const int64_t group = *a.group_size;
+        for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
+            for (const char *data : {"random", "thresholds", "saturating"}) {
+                const int64_t rows = 37, cols = 256;
+                at::Tensor w = weight(rows, cols, dtype, 4000 + cases);
+                w.index_put_({2, at::indexing::Slice(0, 9)}, -0.0);
+                const quant::qparams qp = quant::qparams_observe(a, w);
+                at::Tensor s = qp.global_scale.defined() ? qp.scale.to(at::kFloat) / qp.global_scale : qp.scale.to(at::kFloat);
+                s = s.repeat_interleave(group, 1);
+                if (std::string(data) == "thresholds") {
+                    // Every threshold and grid value, each sign, and the smallest negatives.
+                    const at::Tensor t = at::tensor({0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 1.75f, 2.0f, 2.5f, 3.0f,
+                                                     3.5f, 4.0f, 5.0f, 6.0f, 0.1f});
+                    at::Tensor vals = at::cat({t, -t}).repeat({(rows * cols) / 32 + 1}).slice(0, 0, rows * cols);
+                    w = (vals.view({rows, cols}) * s).to(dtype);
+                } else if (std::string(data) == "saturating") {
+                    w = (w.to(at::kFloat) * 3).to(dtype); // quotients up to ~18 against the stored scales
+                }
+                std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+                if (qp.global_scale.defined()) in.push_back({"weight_global_scale", qp.global_scale, ""});
+                const std::string what = std::string(preset) + " " + c10::toString(dtype) + " " + data;
+                double e_fast = -1, e_generic = -2;
+                const auto fast = compress(scheme, in, dtype, true, &e_fast, format);
+                const auto generic = compress(scheme, in, dtype, false, &e_generic, format);
+                expect_same(fast, generic, what);
+                EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what;
+                ++cases;
+            }
+        }
+    }
+    EXPECT_EQ(cases, 2 * 3 * 3);
+    EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(cases)) << "the fused path did not run for every case";
 }

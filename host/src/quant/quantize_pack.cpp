@@ -171,6 +171,77 @@ LLMC_VECTOR_CLONES int fp8_codes_range(const X *xp, int64_t r0, int64_t r1, int6
     return bad;
 }
 
+// One value through quantize_values' steps for an FP4 E2M1 weight: T(x / s), T(+ z) where there
+// is a zero point, clamp to ±6, then fp4_e2m1_round (thresholds on |v|, ties to the even
+// mantissa; a negative value keeps its sign on zero) and fp4_e2m1_encode; its code (sign bit 3 |
+// grid index: the count of thresholds |v| passes), and the grid value in *grid.
+template <class T> LLMC_INLINE uint8_t fp4_one(float xv, float s, float z, bool has_zp, int &bad, float *grid) {
+    float v = xv / s;
+    bad |= v != v;
+    v = round_to_finite<T>(v);
+    if (has_zp) v = round_to_finite<T>(v + z);
+    v = std::min(std::max(v, -6.0f), 6.0f);
+    const float a = std::fabs(v);
+    // In float throughout, so that GCC vectorizes it (with int counts it kept the loop scalar).
+    float idx = 0.0f;
+    idx += a > 0.25f ? 1.0f : 0.0f;
+    idx += a >= 0.75f ? 1.0f : 0.0f;
+    idx += a > 1.25f ? 1.0f : 0.0f;
+    idx += a >= 1.75f ? 1.0f : 0.0f;
+    idx += a > 2.5f ? 1.0f : 0.0f;
+    idx += a >= 3.5f ? 1.0f : 0.0f;
+    idx += a > 5.0f ? 1.0f : 0.0f;
+    const bool negative = v < 0.0f;
+    // {0, .5, 1, 1.5, 2, 3, 4, 6}: every candidate computed, then selected (GCC does not
+    // speculate a float op that may trap, so a conditional one would keep the loop scalar).
+    const float half = idx * 0.5f, less_two = idx - 2.0f;
+    const float upper = idx < 7.0f ? less_two : 6.0f;
+    const float g = idx < 4.0f ? half : upper;
+    const float minus_g = -g;
+    *grid = negative ? minus_g : g;
+    const float code = idx + (negative ? 8.0f : 0.0f); // sign bit 3 (an int select kept it scalar)
+    return static_cast<uint8_t>(static_cast<int>(code));
+}
+
+// quantize() then pack_fp4() of FP4 E2M1 weights for rows [r0, r1): codes two to a byte, the
+// even column in the low nibble; c is scratch for one row's codes, f for its differences. The
+// rest as fp8_codes_range.
+template <class X, class S, class T, class R, bool Err>
+LLMC_VECTOR_CLONES int fp4_codes_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
+                                       bool per_row, const S *sp, const float *zpp, uint8_t *op, uint8_t *c,
+                                       float *f, float *row_s, float *row_z, double *row_error) {
+    const int64_t groups = cols / group;
+    int bad = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        // Groups of 16 or 32 are too short a loop to vectorize: spread the row's scales (and zero
+        // points) over its columns and run one loop over the row.
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t k = per_row ? r * groups + g : 0;
+            std::fill(row_s + g * group, row_s + (g + 1) * group, to_float(sp[k]));
+            if (zpp) std::fill(row_z + g * group, row_z + (g + 1) * group, zpp[k]);
+        }
+        const X *xi = xp + r * cols;
+        float grid;
+        if (zpp) {
+            for (int64_t j = 0; j < cols; ++j) {
+                const float xv = to_float(xi[j]);
+                c[j] = fp4_one<T>(xv, row_s[j], row_z[j], true, bad, &grid);
+                if constexpr (Err) f[j] = dequantize_one<S, R>(grid, row_s[j], row_z[j], true) - xv;
+            }
+        } else {
+            for (int64_t j = 0; j < cols; ++j) {
+                const float xv = to_float(xi[j]);
+                c[j] = fp4_one<T>(xv, row_s[j], 0.0f, false, bad, &grid);
+                if constexpr (Err) f[j] = dequantize_one<S, R>(grid, row_s[j], 0.0f, false) - xv;
+            }
+        }
+        uint8_t *row = op + r * (cols / 2);
+        for (int64_t j = 0; j < cols / 2; ++j) row[j] = static_cast<uint8_t>(c[2 * j] | c[2 * j + 1] << 4);
+        if constexpr (Err) row_error[r] = sum_squares(f, cols);
+    }
+    return bad;
+}
+
 // Runs kernel(r0, r1, zpp, f, row_error) over chunks of rows in parallel: zpp the zero point as
 // quantize_values adds it (converted to x's dtype; null without one), f scratch for one row,
 // row_error null without `mean_squared_error`. Per-row errors are summed in row order afterwards,
@@ -243,6 +314,31 @@ at::Tensor fp8_codes_rows(const at::Tensor &x, const at::Tensor &scale, const at
     return ok ? out : at::Tensor();
 }
 
+// fp4_codes_range over every row, in parallel; `out`: uint8 [rows, cols / 2], contiguous.
+template <class X, class S, class T>
+at::Tensor fp4_codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
+                          double *mean_squared_error, at::Tensor out) {
+    const int64_t cols = x.size(1);
+    const bool per_row = scale.numel() != 1;
+    const X *xp = x.data_ptr<X>();
+    const S *sp = scale.data_ptr<S>();
+    uint8_t *op = out.data_ptr<uint8_t>();
+    // FP4 strategies are group-like: fake_quantize's result is in the weight's dtype.
+    const bool ok = fused_rows_run(x, zp, mean_squared_error,
+                                   [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
+                                       std::vector<uint8_t> c(static_cast<size_t>(cols));
+                                       std::vector<float> row_s(static_cast<size_t>(cols)),
+                                           row_z(zpp ? static_cast<size_t>(cols) : 0);
+                                       auto run = [&](auto kernel) {
+                                           return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, c.data(), f,
+                                                         row_s.data(), row_z.data(), row_error);
+                                       };
+                                       if (!row_error) return run(fp4_codes_range<X, S, T, T, false>);
+                                       return run(fp4_codes_range<X, S, T, X, true>);
+                                   });
+    return ok ? out : at::Tensor();
+}
+
 // The length of the groups of columns that share a scale when the fused loops serve this call
 // (strategy tensor, channel or group with qparams of the matching shape, a float weight and
 // scale, no global scale); 0 when they do not.
@@ -260,6 +356,7 @@ int64_t fused_group(const quant_args &w, const at::Tensor &weight, const qparams
         if (s.dim() != 2 || s.size(0) != rows || s.size(1) != 1) return 0;
         break;
     case quant_strategy::group:
+    case quant_strategy::tensor_group: // its global scale already divided into the scale
         if (!w.group_size || *w.group_size <= 0 || cols % *w.group_size != 0) return 0;
         group = *w.group_size;
         if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group) return 0;
@@ -306,6 +403,27 @@ at::Tensor fp8_codes_into(const quant_args &w, const at::Tensor &weight, const q
     return r;
 }
 
+// pack_fp4(quantize()) of an FP4 E2M1 weight into `out` (uint8 [rows, cols / 2], contiguous), or
+// into a new tensor when `out` is undefined; `qp` without a global scale (the caller has divided
+// it into the scale). Undefined when the call is not of the fused form.
+at::Tensor fp4_codes_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, double *mean_squared_error,
+                          at::Tensor out) {
+    if (!w.is_fp4() || (*w.strategy != quant_strategy::group && *w.strategy != quant_strategy::tensor_group))
+        return {};
+    const int64_t group = fused_group(w, weight, qp);
+    if (group == 0 || group % 2 != 0) return {};
+    const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
+    if (!out.defined()) out = at::empty({x.size(0), x.size(1) / 2}, at::TensorOptions().dtype(at::kByte));
+    at::Tensor r;
+    dispatch_fused(x.scalar_type(), sc.scalar_type(), [&](auto xv, auto sv, auto tv) {
+        using X = decltype(xv);
+        using S = decltype(sv);
+        using T = decltype(tv);
+        r = fp4_codes_rows<X, S, T>(x, sc, qp.zero_point, group, mean_squared_error, out);
+    });
+    return r;
+}
+
 // quantize_pack_int32 into `out` (int32 [rows, words], contiguous), or into a new tensor when
 // `out` is undefined.
 at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, const at::Tensor *g_idx,
@@ -334,7 +452,7 @@ at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, con
 // blocks of rows quantize as the whole weight does.
 at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
                           qparams *observed, double *mean_squared_error) {
-    const bool fp8 = w.is_fp8();
+    const bool fp8 = w.is_fp8(), fp4 = w.is_fp4();
     const int64_t rows = x.size(0), cols = x.size(1);
     const int64_t row_bytes = cols * x.element_size();
     // At most ~256 KiB, and at least one block per thread, so a small weight is split too (inside
@@ -344,7 +462,8 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
         1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
-    at::Tensor out = fp8 ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kByte))
+    at::Tensor out = fp4   ? at::empty({rows, cols / 2}, at::TensorOptions().dtype(at::kByte))
+                     : fp8 ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kByte))
                          : at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
     // Observed qparams go straight into the weight's tensors where the tensor-free observer
     // serves the args; otherwise each block's come from qparams_observe and are joined at the end.
@@ -389,12 +508,14 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
             // A symmetric zero point is zero, and adding zero changes no INT code or error (a -0
             // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8
             // keeps them: -0 and +0 have different codes.
-            const qparams packed{q.scale, w.symmetric && !fp8 ? at::Tensor() : q.zero_point, {}};
+            const qparams packed{q.scale, w.symmetric && !fp8 && !fp4 ? at::Tensor() : q.zero_point, {}};
             double e = 0;
             double *ep = mean_squared_error ? &e : nullptr;
             const at::Tensor slice = out.slice(0, r0, r1);
-            if (!(fp8 ? fp8_codes_into(w, part, packed, ep, slice) : quantize_pack_into(w, part, packed, nullptr, ep, slice))
-                     .defined()) {
+            const at::Tensor done = fp4   ? fp4_codes_into(w, part, packed, ep, slice)
+                                    : fp8 ? fp8_codes_into(w, part, packed, ep, slice)
+                                          : quantize_pack_into(w, part, packed, nullptr, ep, slice);
+            if (!done.defined()) {
                 failed = true;
                 continue;
             }
@@ -472,6 +593,15 @@ at::Tensor observe_quantize_fp8_codes(const quant_args &w, const at::Tensor &wei
                                       double *mean_squared_error, const row_reader &read) {
     if (!w.is_fp8() || is_mx(w) || !observe_blockwise_applies(w, weight)) return {};
     return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
+}
+
+at::Tensor quantize_fp4_packed(const quant_args &w, const at::Tensor &weight, const qparams &qp,
+                               double *mean_squared_error, const row_reader &read) {
+    if (!w.is_fp4() || weight.dim() != 2 || !qp.scale.defined()) return {};
+    // quantize_values divides x by scale / global_scale: the same tensor op here, once.
+    const qparams divided{qp.global_scale.defined() ? qp.scale / qp.global_scale : qp.scale, qp.zero_point, {}};
+    if (!blockwise_applies(weight, divided, nullptr)) return {};
+    return pack_in_blocks(w, weight.contiguous(), &divided, read, nullptr, mean_squared_error);
 }
 
 } // namespace llmc::quant

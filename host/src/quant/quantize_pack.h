@@ -1,6 +1,6 @@
 // quantize() then pack_int32() in one parallel pass: what the exporter writes for INT
 // pack-quantized weights, without the int8 / int32 temporaries and their passes over memory; and
-// quantize() of FP8 weights straight to their codes.
+// quantize() of FP8 and FP4 weights straight to their codes.
 #pragma once
 
 #include "quant/args.h"
@@ -48,5 +48,12 @@ at::Tensor quantize_fp8_codes(const quant_args &args, const at::Tensor &weight, 
 // same conditions on strategy and observer).
 at::Tensor observe_quantize_fp8_codes(const quant_args &args, const at::Tensor &weight, qparams &qp,
                                       double *mean_squared_error = nullptr, const row_reader &read = {});
+
+// pack_fp4(quantize(args, weight, qp)) of an FP4 E2M1 weight (NVFP4, MXFP4: strategy group or
+// tensor_group, even groups), bit for bit: the uint8 [rows, cols / 2] the fp4 pack formats store,
+// in one pass. Undefined when the call is not of that form or a quotient is NaN. With
+// `mean_squared_error`, fake_quantize's error in the same pass; with `read`, rows through it.
+at::Tensor quantize_fp4_packed(const quant_args &args, const at::Tensor &weight, const qparams &qp,
+                               double *mean_squared_error = nullptr, const row_reader &read = {});
 
 } // namespace llmc::quant
