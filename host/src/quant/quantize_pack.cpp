@@ -293,49 +293,37 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     return ok ? out : at::Tensor();
 }
 
-// fp8_codes_range over every row, in parallel; `out`: uint8 [rows, cols], contiguous.
-template <class X, class S, class T>
-at::Tensor fp8_codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
-                          double *mean_squared_error, bool error_in_x, at::Tensor out) {
+// fp8_codes_range (`out`: uint8 [rows, cols]) or, with Fp4, fp4_codes_range (`out`: uint8
+// [rows, cols / 2]) over every row, in parallel; `out` contiguous.
+template <class X, class S, class T, bool Fp4>
+at::Tensor codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
+                      double *mean_squared_error, bool error_in_x, at::Tensor out) {
     const int64_t cols = x.size(1);
     const bool per_row = scale.numel() != 1;
     const X *xp = x.data_ptr<X>();
     const S *sp = scale.data_ptr<S>();
     uint8_t *op = out.data_ptr<uint8_t>();
-    const bool ok = fused_rows_run(x, zp, mean_squared_error,
-                                   [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
-                                       auto run = [&](auto kernel) {
-                                           return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, f, row_error);
-                                       };
-                                       if (!row_error) return run(fp8_codes_range<X, S, T, T, false>);
-                                       if (error_in_x) return run(fp8_codes_range<X, S, T, X, true>);
-                                       return run(fp8_codes_range<X, S, T, T, true>);
-                                   });
-    return ok ? out : at::Tensor();
-}
-
-// fp4_codes_range over every row, in parallel; `out`: uint8 [rows, cols / 2], contiguous.
-template <class X, class S, class T>
-at::Tensor fp4_codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
-                          double *mean_squared_error, at::Tensor out) {
-    const int64_t cols = x.size(1);
-    const bool per_row = scale.numel() != 1;
-    const X *xp = x.data_ptr<X>();
-    const S *sp = scale.data_ptr<S>();
-    uint8_t *op = out.data_ptr<uint8_t>();
-    // FP4 strategies are group-like: fake_quantize's result is in the weight's dtype.
-    const bool ok = fused_rows_run(x, zp, mean_squared_error,
-                                   [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
-                                       std::vector<uint8_t> c(static_cast<size_t>(cols));
-                                       std::vector<float> row_s(static_cast<size_t>(cols)),
-                                           row_z(zpp ? static_cast<size_t>(cols) : 0);
-                                       auto run = [&](auto kernel) {
-                                           return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, c.data(), f,
-                                                         row_s.data(), row_z.data(), row_error);
-                                       };
-                                       if (!row_error) return run(fp4_codes_range<X, S, T, T, false>);
-                                       return run(fp4_codes_range<X, S, T, X, true>);
-                                   });
+    const bool ok = fused_rows_run(
+        x, zp, mean_squared_error, [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
+            if constexpr (Fp4) {
+                std::vector<uint8_t> c(static_cast<size_t>(cols));
+                std::vector<float> row_s(static_cast<size_t>(cols)), row_z(zpp ? static_cast<size_t>(cols) : 0);
+                auto run = [&](auto kernel) {
+                    return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, c.data(), f, row_s.data(),
+                                  row_z.data(), row_error);
+                };
+                // FP4 strategies are group-like: fake_quantize's result is in the weight's dtype.
+                if (!row_error) return run(fp4_codes_range<X, S, T, T, false>);
+                return run(fp4_codes_range<X, S, T, X, true>);
+            } else {
+                auto run = [&](auto kernel) {
+                    return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, f, row_error);
+                };
+                if (!row_error) return run(fp8_codes_range<X, S, T, T, false>);
+                if (error_in_x) return run(fp8_codes_range<X, S, T, X, true>);
+                return run(fp8_codes_range<X, S, T, T, true>);
+            }
+        });
     return ok ? out : at::Tensor();
 }
 
@@ -383,43 +371,29 @@ template <class F> void dispatch_fused(at::ScalarType xt, at::ScalarType st, F f
     });
 }
 
-// quantize() of an FP8 E4M3 weight as codes into `out` (uint8 [rows, cols], contiguous), or into
-// a new tensor when `out` is undefined; undefined when the call is not of the fused form.
-at::Tensor fp8_codes_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, double *mean_squared_error,
-                          at::Tensor out) {
-    if (!w.is_fp8() || is_mx(w)) return {};
+// quantize() of a float weight as codes into `out`, or into a new tensor when `out` is undefined:
+// FP8 E4M3 codes (uint8 [rows, cols]), or FP4 E2M1 codes packed by pack_fp4 (uint8 [rows, cols /
+// 2]; `qp` without a global scale: the caller has divided it into the scale). Undefined when the
+// call is not of the fused form.
+at::Tensor codes_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, double *mean_squared_error,
+                      at::Tensor out) {
+    const bool fp4 = w.is_fp4();
+    if (fp4 && *w.strategy != quant_strategy::group && *w.strategy != quant_strategy::tensor_group) return {};
+    if (!fp4 && (!w.is_fp8() || is_mx(w))) return {};
     const int64_t group = fused_group(w, weight, qp);
-    if (group == 0) return {};
+    if (group == 0 || (fp4 && group % 2 != 0)) return {};
     const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
-    if (!out.defined()) out = at::empty(x.sizes(), at::TensorOptions().dtype(at::kByte));
-    const bool error_in_x = *w.strategy == quant_strategy::group; // fake_quantize's result dtype
+    if (!out.defined())
+        out = at::empty({x.size(0), fp4 ? x.size(1) / 2 : x.size(1)}, at::TensorOptions().dtype(at::kByte));
+    // fake_quantize's result dtype: the weight's for group-like strategies (FP4's all are).
+    const bool error_in_x = *w.strategy == quant_strategy::group || *w.strategy == quant_strategy::tensor_group;
     at::Tensor r;
     dispatch_fused(x.scalar_type(), sc.scalar_type(), [&](auto xv, auto sv, auto tv) {
         using X = decltype(xv);
         using S = decltype(sv);
         using T = decltype(tv);
-        r = fp8_codes_rows<X, S, T>(x, sc, qp.zero_point, group, mean_squared_error, error_in_x, out);
-    });
-    return r;
-}
-
-// pack_fp4(quantize()) of an FP4 E2M1 weight into `out` (uint8 [rows, cols / 2], contiguous), or
-// into a new tensor when `out` is undefined; `qp` without a global scale (the caller has divided
-// it into the scale). Undefined when the call is not of the fused form.
-at::Tensor fp4_codes_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, double *mean_squared_error,
-                          at::Tensor out) {
-    if (!w.is_fp4() || (*w.strategy != quant_strategy::group && *w.strategy != quant_strategy::tensor_group))
-        return {};
-    const int64_t group = fused_group(w, weight, qp);
-    if (group == 0 || group % 2 != 0) return {};
-    const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
-    if (!out.defined()) out = at::empty({x.size(0), x.size(1) / 2}, at::TensorOptions().dtype(at::kByte));
-    at::Tensor r;
-    dispatch_fused(x.scalar_type(), sc.scalar_type(), [&](auto xv, auto sv, auto tv) {
-        using X = decltype(xv);
-        using S = decltype(sv);
-        using T = decltype(tv);
-        r = fp4_codes_rows<X, S, T>(x, sc, qp.zero_point, group, mean_squared_error, out);
+        r = fp4 ? codes_rows<X, S, T, true>(x, sc, qp.zero_point, group, mean_squared_error, error_in_x, out)
+                : codes_rows<X, S, T, false>(x, sc, qp.zero_point, group, mean_squared_error, error_in_x, out);
     });
     return r;
 }
@@ -512,9 +486,8 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
             double e = 0;
             double *ep = mean_squared_error ? &e : nullptr;
             const at::Tensor slice = out.slice(0, r0, r1);
-            const at::Tensor done = fp4   ? fp4_codes_into(w, part, packed, ep, slice)
-                                    : fp8 ? fp8_codes_into(w, part, packed, ep, slice)
-                                          : quantize_pack_into(w, part, packed, nullptr, ep, slice);
+            const at::Tensor done = fp4 || fp8 ? codes_into(w, part, packed, ep, slice)
+                                                : quantize_pack_into(w, part, packed, nullptr, ep, slice);
             if (!done.defined()) {
                 failed = true;
                 continue;
@@ -586,7 +559,7 @@ at::Tensor quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, con
         if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, nullptr, mean_squared_error); r.defined())
             return r;
     }
-    return fp8_codes_into(w, weight, qp, mean_squared_error, at::Tensor());
+    return codes_into(w, weight, qp, mean_squared_error, at::Tensor());
 }
 
 at::Tensor observe_quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, qparams &qp,
