@@ -382,8 +382,9 @@ TEST(export_fast, fp8_observing_in_the_pass_matches_observing_first) {
 
 // A NaN quotient is left to the generic path, INT or FP8.
 TEST(export_fast, nan_weights_take_the_generic_path) {
-    const std::pair<quant::quant_args, std::string> cases[] = {{int4_group(32), exporter::fmt_name::pack_quantized},
-                                                               {fp8_args("channel"), exporter::fmt_name::float_quantized}};
+    const std::pair<quant::quant_args, std::string> cases[] = {
+        {int4_group(32), exporter::fmt_name::pack_quantized},
+        {fp8_args("channel"), exporter::fmt_name::float_quantized}};
     for (const auto &[a, format] : cases) {
         quant::quant_scheme scheme;
         scheme.weights = a;
@@ -417,7 +418,8 @@ TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
                 at::Tensor w = weight(rows, cols, dtype, 4000 + cases);
                 w.index_put_({2, at::indexing::Slice(0, 9)}, -0.0);
                 const quant::qparams qp = quant::qparams_observe(a, w);
-                at::Tensor s = qp.global_scale.defined() ? qp.scale.to(at::kFloat) / qp.global_scale : qp.scale.to(at::kFloat);
+                at::Tensor s = qp.scale.to(at::kFloat);
+                if (qp.global_scale.defined()) s = s / qp.global_scale;
                 s = s.repeat_interleave(group, 1);
                 if (std::string(data) == "thresholds") {
                     // Every threshold and grid value, each sign, and the smallest negatives.

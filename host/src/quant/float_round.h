@@ -54,20 +54,24 @@ template <> LLMC_INLINE float to_float<c10::BFloat16>(c10::BFloat16 v) {
     return f;
 }
 
-// quantize_values for one group of n values sharing scale s (and zero point z when has_zp), stage
-// by stage so the loops vectorize: f = T(x / s); f = T(f + z); clamp to [lo, hi]; round half to
-// even, keeping -0 as round() does (valid for |f| < 2^22, which the clamp ensures). T is the
-// computation dtype. Returns nonzero when a quotient is NaN: callers hand those to the generic
-// path, whose NaN bits they do not replay.
-// One value through quantize_group's steps, for computation dtypes whose rounding vectorizes
-// (float, bf16): the fused loops keep it in registers instead of a pass per step.
-template <class T> LLMC_INLINE float quantize_one(float xv, float s, float z, bool has_zp, float lo, float hi, int &bad) {
-    const float magic = 12582912.0f; // 1.5 * 2^23
+// quantize_values' steps before the rounding onto the type's grid, for one value: T(x / s), then
+// T(+ z) where there is a zero point (a symmetric one too: -0 + 0 is +0, which FP codes tell
+// apart), clamped to [lo, hi]. A NaN quotient sets `bad`. Shared by the fused INT, FP8 and FP4
+// loops, which keep each value in registers instead of a pass per step.
+template <class T>
+LLMC_INLINE float scaled_one(float xv, float s, float z, bool has_zp, float lo, float hi, int &bad) {
     float v = xv / s;
     bad |= v != v;
     v = round_to_finite<T>(v);
     if (has_zp) v = round_to_finite<T>(v + z);
-    v = std::min(std::max(v, lo), hi);
+    return std::min(std::max(v, lo), hi);
+}
+// One value through quantize_group's steps, for computation dtypes whose rounding vectorizes
+// (float, bf16): scaled_one, then round half to even keeping -0.
+template <class T>
+LLMC_INLINE float quantize_one(float xv, float s, float z, bool has_zp, float lo, float hi, int &bad) {
+    const float magic = 12582912.0f; // 1.5 * 2^23
+    const float v = scaled_one<T>(xv, s, z, has_zp, lo, hi, bad);
     return std::copysign((v + magic) - magic, v);
 }
 // compressed-tensors' dequantize of one quantized integer v (exact in every float dtype, so the
@@ -81,6 +85,11 @@ template <class S, class R> LLMC_INLINE float dequantize_one(float v, float s, f
 }
 template <class T> constexpr bool fused_rounding = !std::is_same<T, c10::Half>::value;
 
+// quantize_values for one group of n values sharing scale s (and zero point z when has_zp), stage
+// by stage so the loops vectorize: f = T(x / s); f = T(f + z); clamp to [lo, hi]; round half to
+// even, keeping -0 as round() does (valid for |f| < 2^22, which the clamp ensures). T is the
+// computation dtype. Returns nonzero when a quotient is NaN: callers hand those to the generic
+// path, whose NaN bits they do not replay.
 template <class X, class T>
 inline int quantize_group(const X *x, int64_t n, float s, float z, bool has_zp, float lo, float hi, float *f) {
     const float magic = 12582912.0f; // 1.5 * 2^23

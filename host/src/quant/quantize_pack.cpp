@@ -126,12 +126,7 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
 // One value through quantize_values' steps for an FP8 E4M3 weight: T(x / s), T(+ z) where there
 // is a zero point, clamp to ±448, onto the grid; its code, and the grid value in *grid.
 template <class T> LLMC_INLINE uint8_t fp8_one(float xv, float s, float z, bool has_zp, int &bad, float *grid) {
-    float v = xv / s;
-    bad |= v != v;
-    v = round_to_finite<T>(v);
-    if (has_zp) v = round_to_finite<T>(v + z); // a symmetric zero point too: -0 + 0 is +0
-    v = std::min(std::max(v, -448.0f), 448.0f);
-    return fp8_e4m3_encode_in_range(v, grid);
+    return fp8_e4m3_encode_in_range(scaled_one<T>(xv, s, z, has_zp, -448.0f, 448.0f, bad), grid);
 }
 
 // quantize() of FP8 E4M3 weights for rows [r0, r1), straight to the uint8 codes the
@@ -176,11 +171,7 @@ LLMC_VECTOR_CLONES int fp8_codes_range(const X *xp, int64_t r0, int64_t r1, int6
 // mantissa; a negative value keeps its sign on zero) and fp4_e2m1_encode; its code (sign bit 3 |
 // grid index: the count of thresholds |v| passes), and the grid value in *grid.
 template <class T> LLMC_INLINE uint8_t fp4_one(float xv, float s, float z, bool has_zp, int &bad, float *grid) {
-    float v = xv / s;
-    bad |= v != v;
-    v = round_to_finite<T>(v);
-    if (has_zp) v = round_to_finite<T>(v + z);
-    v = std::min(std::max(v, -6.0f), 6.0f);
+    const float v = scaled_one<T>(xv, s, z, has_zp, -6.0f, 6.0f, bad);
     const float a = std::fabs(v);
     // In float throughout, so that GCC vectorizes it (with int counts it kept the loop scalar).
     float idx = 0.0f;
@@ -246,7 +237,8 @@ LLMC_VECTOR_CLONES int fp4_codes_range(const X *xp, int64_t r0, int64_t r1, int6
 // quantize_values adds it (converted to x's dtype; null without one), f scratch for one row,
 // row_error null without `mean_squared_error`. Per-row errors are summed in row order afterwards,
 // so the figure does not depend on the thread count. False when a kernel reports a NaN quotient.
-template <class K> bool fused_rows_run(const at::Tensor &x, const at::Tensor &zp, double *mean_squared_error, K kernel) {
+template <class K>
+bool fused_rows_run(const at::Tensor &x, const at::Tensor &zp, double *mean_squared_error, K kernel) {
     const int64_t rows = x.size(0), cols = x.size(1);
     at::Tensor zx;
     if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
@@ -422,8 +414,8 @@ at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, con
 
 // Rows in blocks of ~256 KiB, each read once (from `read` into a buffer of this thread's when it
 // can, else from the weight), observed into *observed when no qparams are `given`, then quantized
-// from cache: packed into int32 words (INT), or as uint8 codes (FP8). The caller has checked that
-// blocks of rows quantize as the whole weight does.
+// from cache: packed into int32 words (INT), as uint8 codes (FP8) or packed uint8 codes (FP4). The
+// caller has checked that blocks of rows quantize as the whole weight does.
 at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
                           qparams *observed, double *mean_squared_error) {
     const bool fp8 = w.is_fp8(), fp4 = w.is_fp4();
@@ -480,8 +472,8 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
                     q.zero_point = per_row ? given->zero_point.slice(0, r0, r1) : given->zero_point;
             }
             // A symmetric zero point is zero, and adding zero changes no INT code or error (a -0
-            // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8
-            // keeps them: -0 and +0 have different codes.
+            // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8 and
+            // FP4 keep them: -0 and +0 have different codes.
             const qparams packed{q.scale, w.symmetric && !fp8 && !fp4 ? at::Tensor() : q.zero_point, {}};
             double e = 0;
             double *ep = mean_squared_error ? &e : nullptr;
