@@ -1,10 +1,11 @@
-// Data-free W4A16 export throughput (or another data-free preset's, --scheme): llmc-host with the in-tree QuantizationModifier on a random
-// bf16 Qwen2-0.5B-shaped model (tied embeddings, ~494M parameters, ~1 GB), against the baseline
-// of reading every input tensor's bytes once and writing the packed result's byte count once,
-// both measured in the same run. Page cache warm by default (the checkpoint is read once before
-// any timing); with --cold the page cache is dropped before each timed side (needs write access
-// to /proc/sys/vm/drop_caches). llmc does not fsync, so neither does the baseline; sync() runs
-// before each timed side so neither waits on the other's writeback.
+// Data-free W4A16 export throughput (or another data-free preset's, --scheme): llmc-host with the
+// in-tree QuantizationModifier on a random bf16 Qwen2-0.5B-shaped model (tied embeddings, ~494M
+// parameters, ~1 GB), against the baseline of reading every input tensor's bytes once and writing
+// the compressed result's byte count once, both measured in the same run. Page cache warm by
+// default (the checkpoint is read once before any timing); with --cold the page cache is dropped
+// before each timed side (needs write access to /proc/sys/vm/drop_caches). llmc does not fsync, so
+// neither does the baseline; sync() runs before each timed side so neither waits on the other's
+// writeback.
 //
 // Fairness: the two sides alternate which goes first, and the baseline runs twice back to back in
 // each run. On a VM with free page reporting (virtio-balloon), memory freed a few seconds earlier
@@ -282,7 +283,8 @@ int main(int argc, char **argv) {
     const double b = fastest(base_s), l = fastest(llmc_s), p = fastest(pipeline_s);
     std::printf("model: qwen2 0.5B shape, %.1fM parameters, bf16, tied; recipe %s (Linear, ignore lm_head); "
                 "llmc --pipeline datafree --dtype %s%s\n",
-                params / 1e6, scheme.c_str(), dtype.c_str(), threads > 0 ? (" --threads " + std::to_string(threads)).c_str() : "");
+                params / 1e6, scheme.c_str(), dtype.c_str(),
+                threads > 0 ? (" --threads " + std::to_string(threads)).c_str() : "");
     std::printf("input %.3f GB, compressed output %.3f GB; page cache %s; %d runs (baseline twice per run)\n",
                 input / 1e9, output / 1e9, cold ? "dropped before each timed side" : "warm", runs);
     std::printf("%-10s %12s %12s %12s %14s\n", "", "fastest s", "median s", "GB/s input", "peak RSS MiB");
