@@ -70,14 +70,21 @@ quant::quant_args int4_group(int group) {
 
 } // namespace
 
+// int-quantized and naive-quantized store INT weights as int8 values: the same test's subject
+// (formats[1], [2]), with fewer cases.
+const std::string int8_formats[] = {exporter::fmt_name::pack_quantized, exporter::fmt_name::int_quantized,
+                                    exporter::fmt_name::naive_quantized};
+
 TEST(export_fast, pack_quantized_matches_the_generic_path) {
     int cases = 0;
     for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
         for (const char *strategy : {"group", "channel", "tensor"}) {
             for (bool symmetric : {true, false}) {
-                for (int bits : {4, 8, 2, 3}) {
+                // Every width, the packing of each its own; 8-bit and 2-bit weights also as int8.
+                for (int bits : {4, 8, 2, 3, 1, 5, 6, 7}) {
                     for (int64_t group : {int64_t(128), int64_t(32)}) {
                         if (std::string(strategy) != "group" && group != 128) continue;
+                        if (bits != 4 && bits != 8 && bits != 3 && (dtype == at::kHalf || group != 128)) continue;
                         quant::quant_args a;
                         a.num_bits = bits;
                         a.symmetric = symmetric;
@@ -89,7 +96,9 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
                         quant::quant_scheme scheme;
                         scheme.targets = {"Linear"};
                         scheme.weights = a;
-                        const int64_t rows = 37, cols = 256;
+                        // Rows whose codes end mid-word (200 columns) where no group forbids it.
+                        const int64_t rows = 37, cols = std::string(strategy) == "group" ? 256 : 200;
+                        const std::string &format = int8_formats[bits == 8 || bits == 2 ? cases % 3 : 0];
                         const at::Tensor w = weight(rows, cols, dtype, 1000 + cases);
                         quant::qparams qp = quant::qparams_observe(a, w);
                         // The plugins store scales in the weight's dtype; other dtypes are promoted.
@@ -98,12 +107,13 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
                             if (!symmetric) in.push_back({"weight_zero_point", qp.zero_point, ""});
                             const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " " +
                                                      (symmetric ? "sym" : "asym") + " b" + std::to_string(bits) +
-                                                     " g" + std::to_string(group) + " scale " + c10::toString(sdt);
+                                                     " g" + std::to_string(group) + " scale " + c10::toString(sdt) +
+                                                     " " + format;
                             // The fused pass's rounding error is fake_quantize's (the generic path
                             // measures it with fake_quantize), up to the order of the float sums.
                             double e_fast = -1, e_generic = -2;
-                            expect_same(compress(scheme, in, dtype, true, &e_fast),
-                                        compress(scheme, in, dtype, false, &e_generic), what);
+                            expect_same(compress(scheme, in, dtype, true, &e_fast, format),
+                                        compress(scheme, in, dtype, false, &e_generic, format), what);
                             EXPECT_GT(e_generic, 0.0) << what;
                             EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic) << what;
                             // Scaled so many quotients are exact ties: x = (k + 0.5) * s.
@@ -112,8 +122,8 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
                                 s = s.repeat_interleave(group, 1);
                             at::Tensor ties = ((at::arange(cols, at::kFloat) % 15) - 7.5).expand({rows, cols}) * s;
                             in[0].tensor = ties.to(dtype);
-                            expect_same(compress(scheme, in, dtype, true, &e_fast),
-                                        compress(scheme, in, dtype, false, &e_generic), what + " ties");
+                            expect_same(compress(scheme, in, dtype, true, &e_fast, format),
+                                        compress(scheme, in, dtype, false, &e_generic, format), what + " ties");
                             EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what << " ties";
                             ++cases;
                         }
@@ -157,8 +167,15 @@ TEST(export_fast, observing_in_the_pack_pass_matches_observing_first) {
                         EXPECT_TRUE(at::equal(fused.scale, qp.scale));
                         if (!symmetric) EXPECT_TRUE(at::equal(fused.zero_point, qp.zero_point));
                         EXPECT_TRUE(at::equal(packed, quant::quantize_pack_int32(a, w, qp)));
+                        quant::qparams fused8;
+                        const at::Tensor codes = quant::observe_quantize_int8_codes(a, w, fused8);
+                        ASSERT_TRUE(codes.defined());
+                        EXPECT_TRUE(at::equal(fused8.scale, qp.scale));
+                        EXPECT_TRUE(at::equal(codes, quant::quantize(a, w, qp)));
                     } else {
                         EXPECT_FALSE(packed.defined()) << "MSE is not blockwise";
+                        quant::qparams unused;
+                        EXPECT_FALSE(quant::observe_quantize_int8_codes(a, w, unused).defined());
                     }
                     std::vector<saved_tensor> stored{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
                     if (!symmetric) stored.push_back({"weight_zero_point", qp.zero_point, ""});
@@ -170,6 +187,14 @@ TEST(export_fast, observing_in_the_pack_pass_matches_observing_first) {
                                 what);
                     EXPECT_NEAR(e_bare, e_stored, 1e-6 * e_stored) << what;
                     expect_same(compress(scheme, bare, dtype, true), compress(scheme, bare, dtype, false), what + " generic");
+                    if (std::string(observer) != "minmax") {
+                        ++cases;
+                        continue;
+                    }
+                    const std::string &int8 = exporter::fmt_name::int_quantized;
+                    expect_same(compress(scheme, bare, dtype, true, &e_bare, int8),
+                                compress(scheme, stored, dtype, false, &e_stored, int8), what + " int8");
+                    EXPECT_NEAR(e_bare, e_stored, 1e-6 * e_stored) << what << " int8";
                     ++cases;
                 }
             }

@@ -121,30 +121,35 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const bool with_g_idx = uses_g_idx(w);
     const at::Tensor *g_idx = with_g_idx && filled(in.get("weight_g_idx")) ? in.get("weight_g_idx") : nullptr;
     const int64_t rows = weight->size(0), cols = weight->size(1);
-    // pack-quantized INT weights, FP8 and FP4 weights take the fused pass (INT and FP8 observing in
-    // it too when no qparams are stored); everything else quantizes first. `fused`: the packed INT
-    // words, the FP8 codes or the packed FP4 codes.
+    // INT, FP8 and FP4 weights take the fused pass (INT and FP8 observing in it too when no qparams
+    // are stored); everything else quantizes first. `fused`: the packed INT words, the int8 values
+    // (int- and naive-quantized INT), the FP8 codes or the packed FP4 codes.
     const bool fast_int = format == fmt_name::pack_quantized && fast_paths_enabled();
+    const bool fast_int8 = (format == fmt_name::int_quantized || format == fmt_name::naive_quantized) &&
+                           w.type == quant::quant_type::int_ && !g_idx && fast_paths_enabled();
     const bool fast_fp8 = (format == fmt_name::float_quantized || format == fmt_name::naive_quantized) && w.is_fp8() &&
                           !quant::is_mx(w) && !g_idx && fast_paths_enabled();
     const bool fast_fp4 = (format == fmt_name::nvfp4_pack_quantized || format == fmt_name::mxfp4_pack_quantized) &&
                           w.is_fp4() && !g_idx && fast_paths_enabled();
-    const bool fast = fast_int || fast_fp8 || fast_fp4;
+    const bool fast = fast_int || fast_int8 || fast_fp8 || fast_fp4;
     quant::qparams qp;
     at::Tensor fused;
     const quant::row_reader read = fast ? file_row_reader(*weight) : quant::row_reader();
-    if ((fast_int || fast_fp8) && !in.get("weight_scale") && !g_idx && !global_scale)
-        fused = fast_int ? quant::observe_quantize_pack_int32(w, *weight, qp, error, read)
-                         : quant::observe_quantize_fp8_codes(w, *weight, qp, error, read);
+    if ((fast_int || fast_int8 || fast_fp8) && !in.get("weight_scale") && !g_idx && !global_scale)
+        fused = fast_int    ? quant::observe_quantize_pack_int32(w, *weight, qp, error, read)
+                : fast_int8 ? quant::observe_quantize_int8_codes(w, *weight, qp, error, read)
+                            : quant::observe_quantize_fp8_codes(w, *weight, qp, error, read);
     if (!fused.defined()) {
         qp = weight_qparams(module_name, w, in, *weight, g_idx, global_scale);
         if (fast_int) fused = quant::quantize_pack_int32(w, *weight, qp, g_idx, error, read);
+        if (fast_int8) fused = quant::quantize_int8_codes(w, *weight, qp, error, read);
         if (fast_fp8) fused = quant::quantize_fp8_codes(w, *weight, qp, error, read);
         if (fast_fp4) fused = quant::quantize_fp4_packed(w, *weight, qp, error, read);
     }
     if (fused.defined()) ++fast_paths_taken;
     const at::Tensor packed = fast_int ? fused : at::Tensor();
-    const at::Tensor q = fused.defined() ? (fast_fp8 ? fused : at::Tensor()) : quant::quantize(w, *weight, qp, g_idx);
+    const at::Tensor q =
+        fused.defined() ? (fast_int8 || fast_fp8 ? fused : at::Tensor()) : quant::quantize(w, *weight, qp, g_idx);
     // The generic path measures its error with fake_quantize: the same numbers, one more pass.
     if (error && !fused.defined())
         *error = mean_squared_difference(quant::fake_quantize(w, *weight, qp, g_idx), *weight);

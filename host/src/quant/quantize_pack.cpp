@@ -40,15 +40,71 @@ LLMC_INLINE double sum_squares(const float *d, int64_t n) {
     return total;
 }
 
-// Rows [r0, r1) into their packed words; f and u are scratch for one row. Nonzero when a quotient
-// is NaN. With Err, each row's Σ (fake_quantize(x) - x)² into row_error too, fake_quantize's
+// One row's unsigned codes (each below 2^B) into packed_words(cols, B) little-endian words, the
+// first code in the lowest bits. B is a constant so that every shift and word index is one: where
+// B divides 32 a word takes 32 / B codes (a loop GCC vectorizes); otherwise 32 codes fill B words
+// exactly. The tail is packed as the generic pack_int32 does.
+template <int B> LLMC_INLINE void pack_codes_b(const uint32_t *u, int64_t cols, uint32_t *row) {
+    int64_t i = 0, w = 0;
+    if constexpr (32 % B == 0) {
+        constexpr int per = 32 / B;
+        for (; i + per <= cols; i += per, ++w) {
+            uint32_t word = 0;
+            for (int k = 0; k < per; ++k) word |= u[i + k] << (k * B);
+            row[w] = word;
+        }
+    } else {
+        for (; i + 32 <= cols; i += 32, w += B) {
+            uint32_t out[B] = {};
+#pragma GCC unroll 32
+            for (int k = 0; k < 32; ++k) {
+                const int bit = k * B, word = bit / 32, off = bit % 32;
+                out[word] |= u[i + k] << off;
+                if (off + B > 32) out[word + 1] |= u[i + k] >> (32 - off); // spills into the next word
+            }
+            for (int k = 0; k < B; ++k) row[w + k] = out[k];
+        }
+    }
+    if (i == cols) return;
+    const int64_t end = packed_words(cols, B);
+    std::fill(row + w, row + end, 0u);
+    for (int64_t bit = 0; i < cols; ++i, bit += B) {
+        const int64_t word = w + bit / 32;
+        const unsigned off = static_cast<unsigned>(bit % 32);
+        row[word] |= u[i] << off;
+        if (off + B > 32) row[word + 1] |= u[i] >> (32 - off);
+    }
+}
+
+// pack_codes_b for `bits` of 1..8. Out of the quantizing loops (one copy, not one per dtype).
+LLMC_VECTOR_CLONES void codes_pack(const uint32_t *u, int64_t cols, int bits, uint32_t *row) {
+    switch (bits) {
+    case 1: pack_codes_b<1>(u, cols, row); break;
+    case 2: pack_codes_b<2>(u, cols, row); break;
+    case 3: pack_codes_b<3>(u, cols, row); break;
+    case 4: pack_codes_b<4>(u, cols, row); break;
+    case 5: pack_codes_b<5>(u, cols, row); break;
+    case 6: pack_codes_b<6>(u, cols, row); break;
+    case 7: pack_codes_b<7>(u, cols, row); break;
+    default: pack_codes_b<8>(u, cols, row); break;
+    }
+}
+
+// One row's unsigned codes as the int8 values the int- and naive-quantized formats store.
+LLMC_VECTOR_CLONES void codes_store(const uint32_t *u, int64_t cols, int bits, int8_t *codes) {
+    const int32_t offset = 1 << (bits - 1);
+    for (int64_t i = 0; i < cols; ++i) codes[i] = static_cast<int8_t>(static_cast<int32_t>(u[i]) - offset);
+}
+
+// Rows [r0, r1) into their packed words, or with `codes` into int8 values; f and u are scratch for
+// one row. Nonzero when a quotient is NaN. With Err, each row's Σ (fake_quantize(x) - x)² into row_error too, fake_quantize's
 // result in dtype R (the weight's for group, else the computation's): where the rounding fuses,
 // in the same loop that quantizes, from the value before it becomes a code.
 template <class X, class S, class T, class R, bool Err>
 LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
                                            bool per_row, const S *sp, const float *zpp, float lo, float hi,
-                                           float offset, int bits, int64_t words, uint32_t *op, float *f,
-                                           uint32_t *u, double *row_error) {
+                                           float offset, int bits, int64_t words, uint32_t *op, int8_t *codes,
+                                           float *f, uint32_t *u, double *row_error) {
     const int64_t groups = cols / group;
     int bad = 0;
     for (int64_t r = r0; r < r1; ++r) {
@@ -102,23 +158,8 @@ LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, 
                 for (int64_t i = 0; i < cols; ++i) u[i] = static_cast<uint32_t>(static_cast<int32_t>(f[i] + offset));
             }
         }
-        uint32_t *row = op + r * words;
-        if (bits == 4 && cols % 8 == 0) {
-            for (int64_t w = 0; w < words; ++w) {
-                const uint32_t *e = u + w * 8;
-                row[w] = e[0] | e[1] << 4 | e[2] << 8 | e[3] << 12 | e[4] << 16 | e[5] << 20 | e[6] << 24 |
-                         e[7] << 28;
-            }
-            continue;
-        }
-        std::fill(row, row + words, 0u);
-        for (int64_t i = 0; i < cols; ++i) {
-            const uint64_t bit = static_cast<uint64_t>(i) * bits;
-            const int64_t w = static_cast<int64_t>(bit / 32);
-            const unsigned off = bit % 32;
-            row[w] |= u[i] << off;
-            if (off + bits > 32) row[w + 1] |= u[i] >> (32 - off); // spill into the next word
-        }
+        if (codes) codes_store(u, cols, bits, codes + r * cols);
+        else codes_pack(u, cols, bits, op + r * words);
     }
     return bad;
 }
@@ -260,7 +301,8 @@ bool fused_rows_run(const at::Tensor &x, const at::Tensor &zp, double *mean_squa
     return true;
 }
 
-// `out`: int32 [rows, words], contiguous (a row slice of a larger result is).
+// `out`: int32 [rows, words] of packed codes, or int8 [rows, cols] of values; contiguous (a row
+// slice of a larger result is).
 template <class X, class S, class T>
 at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, const at::Tensor &zp, int64_t group,
                               int bits, double *mean_squared_error, bool error_in_x, at::Tensor out) {
@@ -268,7 +310,9 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     const bool per_row = scale.numel() != 1;
     const X *xp = x.data_ptr<X>();
     const S *sp = scale.data_ptr<S>();
-    uint32_t *op = reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
+    const bool codes = out.scalar_type() == at::kChar;
+    uint32_t *op = codes ? nullptr : reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
+    int8_t *cp = codes ? out.data_ptr<int8_t>() : nullptr;
     const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
     const float offset = std::ldexp(1.0f, bits - 1);
     const bool ok = fused_rows_run(x, zp, mean_squared_error,
@@ -276,7 +320,7 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
                                        std::vector<uint32_t> u(static_cast<size_t>(cols));
                                        auto run = [&](auto kernel) {
                                            return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset,
-                                                         bits, words, op, f, u.data(), row_error);
+                                                         bits, words, op, cp, f, u.data(), row_error);
                                        };
                                        if (!row_error) return run(quantize_pack_range<X, S, T, T, false>);
                                        if (error_in_x) return run(quantize_pack_range<X, S, T, X, true>);
@@ -390,16 +434,17 @@ at::Tensor codes_into(const quant_args &w, const at::Tensor &weight, const qpara
     return r;
 }
 
-// quantize_pack_int32 into `out` (int32 [rows, words], contiguous), or into a new tensor when
-// `out` is undefined.
+// quantize_pack_int32 into `out` (int32 [rows, words], contiguous), or with `codes` the int8
+// values of quantize() (int8 [rows, cols]); into a new tensor when `out` is undefined.
 at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, const qparams &qp, const at::Tensor *g_idx,
-                              double *mean_squared_error, at::Tensor out) {
+                              double *mean_squared_error, at::Tensor out, bool codes = false) {
     if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || g_idx != nullptr) return {};
     const int64_t group = fused_group(w, weight, qp);
     if (group == 0) return {};
     const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
     if (!out.defined())
-        out = at::empty({x.size(0), packed_words(x.size(1), w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+        out = codes ? at::empty({x.size(0), x.size(1)}, at::TensorOptions().dtype(at::kChar))
+                    : at::empty({x.size(0), packed_words(x.size(1), w.num_bits)}, at::TensorOptions().dtype(at::kInt));
     // fake_quantize's result dtype: the weight's for group, else the computation's.
     const bool error_in_x = *w.strategy == quant_strategy::group;
     at::Tensor r;
@@ -414,10 +459,11 @@ at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, con
 
 // Rows in blocks of ~256 KiB, each read once (from `read` into a buffer of this thread's when it
 // can, else from the weight), observed into *observed when no qparams are `given`, then quantized
-// from cache: packed into int32 words (INT), as uint8 codes (FP8) or packed uint8 codes (FP4). The
-// caller has checked that blocks of rows quantize as the whole weight does.
+// from cache: packed into int32 words (INT) or with `int_codes` as int8 values, as uint8 codes
+// (FP8) or packed uint8 codes (FP4). The caller has checked that blocks of rows quantize as the
+// whole weight does.
 at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
-                          qparams *observed, double *mean_squared_error) {
+                          qparams *observed, double *mean_squared_error, bool int_codes = false) {
     const bool fp8 = w.is_fp8(), fp4 = w.is_fp4();
     const int64_t rows = x.size(0), cols = x.size(1);
     const int64_t row_bytes = cols * x.element_size();
@@ -428,9 +474,10 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
         1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
-    at::Tensor out = fp4   ? at::empty({rows, cols / 2}, at::TensorOptions().dtype(at::kByte))
-                     : fp8 ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kByte))
-                         : at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+    at::Tensor out = fp4         ? at::empty({rows, cols / 2}, at::TensorOptions().dtype(at::kByte))
+                     : fp8       ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kByte))
+                     : int_codes ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kChar))
+                                 : at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
     // Observed qparams go straight into the weight's tensors where the tensor-free observer
     // serves the args; otherwise each block's come from qparams_observe and are joined at the end.
     const bool direct = !given && observe_rows_minmax_applies(w, x.scalar_type());
@@ -479,7 +526,7 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
             double *ep = mean_squared_error ? &e : nullptr;
             const at::Tensor slice = out.slice(0, r0, r1);
             const at::Tensor done = fp4 || fp8 ? codes_into(w, part, packed, ep, slice)
-                                                : quantize_pack_into(w, part, packed, nullptr, ep, slice);
+                                                : quantize_pack_into(w, part, packed, nullptr, ep, slice, int_codes);
             if (!done.defined()) {
                 failed = true;
                 continue;
@@ -542,6 +589,23 @@ at::Tensor observe_quantize_pack_int32(const quant_args &w, const at::Tensor &we
     if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || !observe_blockwise_applies(w, weight))
         return {};
     return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
+}
+
+at::Tensor quantize_int8_codes(const quant_args &w, const at::Tensor &weight, const qparams &qp,
+                               double *mean_squared_error, const row_reader &read) {
+    if (read && blockwise_applies(weight, qp, nullptr)) {
+        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, nullptr, mean_squared_error, true);
+            r.defined())
+            return r;
+    }
+    return quantize_pack_into(w, weight, qp, nullptr, mean_squared_error, at::Tensor(), true);
+}
+
+at::Tensor observe_quantize_int8_codes(const quant_args &w, const at::Tensor &weight, qparams &qp,
+                                       double *mean_squared_error, const row_reader &read) {
+    if (w.type != quant_type::int_ || w.num_bits < 1 || w.num_bits > 8 || !observe_blockwise_applies(w, weight))
+        return {};
+    return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error, true);
 }
 
 at::Tensor quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, const qparams &qp,

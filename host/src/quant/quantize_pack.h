@@ -1,6 +1,6 @@
 // quantize() then pack_int32() in one parallel pass: what the exporter writes for INT
 // pack-quantized weights, without the int8 / int32 temporaries and their passes over memory; and
-// quantize() of FP8 and FP4 weights straight to their codes.
+// quantize() of INT, FP8 and FP4 weights straight to the codes the other formats store.
 #pragma once
 
 #include "quant/args.h"
@@ -34,6 +34,16 @@ at::Tensor quantize_pack_int32(const quant_args &args, const at::Tensor &weight,
 // no group of the whole tensor improves, so it is not blockwise). On success `qp` gets the qparams
 // qparams_observe gives; otherwise an undefined tensor and `qp` is left alone.
 at::Tensor observe_quantize_pack_int32(const quant_args &args, const at::Tensor &weight, qparams &qp,
+                                       double *mean_squared_error = nullptr, const row_reader &read = {});
+
+// quantize(args, weight, qp) of an INT weight of 1..8 bits, bit for bit: the int8 [rows, cols] the
+// int-quantized and naive-quantized formats store, in one pass. The conditions, the error and
+// `read` as quantize_pack_int32's (without g_idx).
+at::Tensor quantize_int8_codes(const quant_args &args, const at::Tensor &weight, const qparams &qp,
+                               double *mean_squared_error = nullptr, const row_reader &read = {});
+
+// qparams_observe then quantize_int8_codes in blocks of rows, as observe_quantize_pack_int32.
+at::Tensor observe_quantize_int8_codes(const quant_args &args, const at::Tensor &weight, qparams &qp,
                                        double *mean_squared_error = nullptr, const row_reader &read = {});
 
 // quantize(args, weight, qp) of an FP8 E4M3 weight (float, 8 bits, not MX), bit for bit: the
