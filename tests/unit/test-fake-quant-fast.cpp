@@ -4,7 +4,9 @@
 #include "quant/args.h"
 #include "quant/fake_quant_fast.h"
 #include "quant/minmax_fast.h"
+#include "quant/presets.h"
 #include "quant/qparams.h"
+#include "quant/qparams_fast.h"
 
 #include <gtest/gtest.h>
 
@@ -272,4 +274,74 @@ TEST(MinMaxFast, MatchesAtenReductions) {
     EXPECT_FALSE(minmax_last_dim_fast(at::ones({1, 3, 4}, at::kInt), a, b));
     EXPECT_FALSE(minmax_last_dim_fast(at::randn({1, 0, 4}), a, b));
     EXPECT_FALSE(a.defined());
+}
+
+// NVFP4's local scales from group minima and maxima (qparams_from_minmax's FP4 loop) against the
+// ATen chain, reached with strided minima and maxima: float32 and bfloat16 groups, all-zero and
+// -0 groups (scale eps), global scales that push products past 448 (saturation) and into FP8's
+// subnormals and zero; the zero point's dtype and values too.
+TEST(NvFp4QparamsFast, MatchesGenericPathBitForBit) {
+    const quant_args a = preset_scheme("NVFP4A16", {"Linear"}).weights.value();
+    int cases = 0;
+    for (at::ScalarType t : {at::kFloat, at::kBFloat16}) {
+        at::Tensor x = (at::randn({67, 8, 16}) * at::exp(at::randn({67, 8, 1}) * 4)).to(t);
+        x[0].zero_();
+        x[1][2].fill_(-0.0);
+        x[2][3].fill_(-1.0);
+        // Groups whose absmax / 6 is an FP8 midpoint (1.0625 between 1 and 1.125, and so on): with
+        // a global scale of 1 the division's exactness decides the tie.
+        for (int k = 0; k < 8; ++k) x[3 + k][0][5] = 6.0 * (1.0 + (2 * k + 1) / 16.0) * std::ldexp(1.0, k - 3);
+        const at::Tensor mn = at::amin(x, {-1}), mx = at::amax(x, {-1});
+        const at::Tensor natural = global_scale_from_minmax(mn.min().reshape({1}), mx.max().reshape({1}));
+        for (float g : {natural.item<float>(), 1.0f, 1e4f, 1e-6f, 3.7f}) {
+            const at::Tensor gs = at::full({1}, g, at::kFloat);
+            qparams fast;
+            ASSERT_TRUE(qparams_from_minmax_fp4(a, mn, mx, gs, fast));
+            // The generic chain: the same values, strided.
+            const at::Tensor smn = at::stack({mn, mn}, -1).select(-1, 0), smx = at::stack({mx, mx}, -1).select(-1, 0);
+            ASSERT_FALSE(smn.is_contiguous());
+            qparams unused;
+            EXPECT_FALSE(qparams_from_minmax_fp4(a, smn, smx, gs, unused));
+            const qparams generic = qparams_from_minmax(a, smn, smx, &gs);
+            const std::string what = std::string(c10::toString(t)) + " gs " + std::to_string(g);
+            ASSERT_EQ(fast.scale.scalar_type(), generic.scale.scalar_type()) << what;
+            EXPECT_TRUE(at::equal(fast.scale, generic.scale)) << what;
+            ASSERT_EQ(fast.zero_point.scalar_type(), generic.zero_point.scalar_type()) << what;
+            EXPECT_TRUE(at::equal(fast.zero_point, generic.zero_point)) << what;
+            EXPECT_TRUE(at::equal(fast.global_scale, gs)) << what;
+            EXPECT_TRUE(at::equal(qparams_from_minmax(a, mn, mx, &gs).scale, generic.scale)) << what;
+            ++cases;
+        }
+    }
+    EXPECT_EQ(cases, 10);
+    // Declined: NaN or infinite ranges, INT args, a 0-dim global scale (it would not promote).
+    at::Tensor mn = -at::rand({4, 2}), mx = at::rand({4, 2});
+    const at::Tensor gs = at::ones({1});
+    qparams q;
+    mx[1][1] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_FALSE(qparams_from_minmax_fp4(a, mn, mx, gs, q));
+    mx[1][1] = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(qparams_from_minmax_fp4(a, mn, mx, gs, q));
+    mx[1][1] = 1.0f;
+    EXPECT_TRUE(qparams_from_minmax_fp4(a, mn, mx, gs, q));
+    EXPECT_FALSE(qparams_from_minmax_fp4(a, mn, mx, gs.reshape({}), q));
+    EXPECT_FALSE(qparams_from_minmax_fp4(preset_scheme("W4A16", {"Linear"}).weights.value(), mn, mx, gs, q));
+}
+
+// A tensor_group observer takes the whole tensor's range from its groups' minima and maxima: the
+// same global scale as from the values, a NaN included.
+TEST(NvFp4QparamsFast, GlobalScaleFromGroupsEqualsFromValues) {
+    const quant_args a = preset_scheme("NVFP4A16", {"Linear"}).weights.value();
+    for (at::ScalarType t : {at::kFloat, at::kBFloat16}) {
+        for (bool with_nan : {false, true}) {
+            at::Tensor x = (at::randn({48, 64}) * 5).to(t);
+            if (with_nan) x[7][9] = std::numeric_limits<float>::quiet_NaN();
+            observer obs(a);
+            obs.observe(x);
+            const at::Tensor expected = global_scale_from_minmax(x.min().reshape({1}), x.max().reshape({1}));
+            EXPECT_TRUE(at::equal(obs.global_scale().isnan(), expected.isnan()));
+            EXPECT_TRUE(at::equal(obs.global_scale().nan_to_num(0), expected.nan_to_num(0)))
+                << c10::toString(t) << " nan " << with_nan;
+        }
+    }
 }

@@ -3,6 +3,7 @@
 #include "quant/fake_quant_fast.h"
 #include "quant/float_formats.h"
 #include "quant/minmax_fast.h"
+#include "quant/qparams_fast.h"
 #include "util/error.h"
 
 #include <spdlog/spdlog.h>
@@ -244,6 +245,9 @@ at::Tensor global_scale_from_minmax(const at::Tensor &min, const at::Tensor &max
 qparams qparams_from_minmax(const quant_args &a, at::Tensor min, at::Tensor max,
                             const at::Tensor *global_scale) {
     require_validated(a);
+    qparams fast;
+    if (global_scale && global_scale->defined() && qparams_from_minmax_fp4(a, min, max, *global_scale, fast))
+        return fast;
     // Zero must always be representable.
     min = at::minimum(min, at::zeros_like(min));
     max = at::maximum(max, at::zeros_like(max));
@@ -515,15 +519,20 @@ void observer::observe(const at::Tensor &x, const at::Tensor *g_idx) {
             imp_flat = flatten_for_calibration(args_, imp.unsqueeze(0).expand({x.size(0), x.size(1)}), role_, g_idx);
         else spdlog::warn("imatrix_mse: {}; falling back to uniform MSE", why);
     }
+    bool exact = false; // mn and mx are the groups' own minima and maxima
     if (mse_) std::tie(mn, mx) = mse_min_max(args_, flat, mse_opts_, imp_flat.defined() ? &imp_flat : nullptr);
-    else if (!minmax_last_dim_fast(flat, mn, mx)) {
+    else if (!(exact = minmax_last_dim_fast(flat, mn, mx))) {
         mn = at::amin(flat, {0, -1});
         mx = at::amax(flat, {0, -1});
+        exact = true;
     }
     fold(min_, max_, mn, mx);
     if (args_.strategy == quant_strategy::tensor_group) {
-        const auto whole = x.reshape({1, 1, -1});
-        fold(gmin_, gmax_, at::amin(whole, {0, -1}), at::amax(whole, {0, -1}));
+        // The whole tensor's minimum is its groups' (NaN included, as amin propagates it): a pass
+        // over the groups' minima rather than over the values again.
+        const auto whole = exact ? mn.reshape({1, 1, -1}) : x.reshape({1, 1, -1});
+        const auto whole_max = exact ? mx.reshape({1, 1, -1}) : whole;
+        fold(gmin_, gmax_, at::amin(whole, {0, -1}), at::amax(whole_max, {0, -1}));
     }
 }
 

@@ -1,11 +1,13 @@
 #include "quant/qparams_fast.h"
 
+#include "quant/float_formats.h"
 #include "quant/float_round.h"
 #include "quant/minmax_fast.h"
 #include "quant/qparams.h"
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace llmc::quant {
@@ -46,6 +48,29 @@ bool observe_groups(const X *x, int64_t n, int64_t group, bool symmetric, float 
     return true;
 }
 
+// qparams_from_minmax's steps for NVFP4 local scales, per group: min and max widened to include
+// zero, absmax / 6 in float rounded to X (div_scalar), times the float32 global scale (the
+// product promotes to float32), clamped to 448 and rounded onto the FP8 grid (round_to_dtype),
+// zero replaced by `eps`. False at a min or max that is not finite.
+template <class X>
+LLMC_VECTOR_CLONES bool fp4_scales(const X *mins, const X *maxs, int64_t n, float global_scale, float eps,
+                                   float *scale) {
+    // A flag of integer ops, not an early return or comparisons, so that the loop vectorizes.
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float mn = std::min(to_float(mins[i]), 0.0f), mx = std::max(to_float(maxs[i]), 0.0f);
+        uint32_t a, b;
+        std::memcpy(&a, &mn, 4);
+        std::memcpy(&b, &mx, 4);
+        bad |= (((a & 0x7F800000u) + 0x00800000u) | ((b & 0x7F800000u) + 0x00800000u)) >> 31; // NaN or infinity
+        const float s = std::min(global_scale * round_to_finite<X>(std::max(-mn, mx) / 6.0f), 448.0f);
+        float grid;
+        fp8_e4m3_encode_in_range(s, &grid);
+        scale[i] = grid == 0.0f ? eps : grid;
+    }
+    return !bad;
+}
+
 // observe_rows_minmax_applies but the observer's kind, which costs a map lookup or two.
 bool args_apply(const quant_args &a, at::ScalarType x) {
     if (x != at::kFloat && x != at::kBFloat16) return false;
@@ -60,6 +85,31 @@ bool args_apply(const quant_args &a, at::ScalarType x) {
 }
 
 } // namespace
+
+bool qparams_from_minmax_fp4(const quant_args &a, const at::Tensor &min, const at::Tensor &max,
+                             const at::Tensor &global_scale, qparams &qp) {
+    if (!a.is_fp4() || !a.symmetric || is_mx(a) || a.scale_dtype != dtype_id::float8_e4m3fn || !a.zp_dtype) return false;
+    const at::ScalarType xt = min.scalar_type();
+    if ((xt != at::kFloat && xt != at::kBFloat16) || max.scalar_type() != xt || min.sizes() != max.sizes() ||
+        min.dim() == 0 || !min.is_contiguous() || !max.is_contiguous() || !min.device().is_cpu() ||
+        !max.device().is_cpu())
+        return false;
+    if (!global_scale.defined() || global_scale.dim() != 1 || global_scale.numel() != 1 || global_scale.scalar_type() != at::kFloat ||
+        !global_scale.device().is_cpu())
+        return false;
+    const float gs = global_scale.item<float>();
+    const float eps = static_cast<float>(dtype_eps(dtype_id::float8_e4m3fn));
+    at::Tensor scale = at::empty(min.sizes(), min.options().dtype(at::kFloat));
+    const bool ok = xt == at::kFloat ? fp4_scales(min.data_ptr<float>(), max.data_ptr<float>(), min.numel(), gs, eps,
+                                                  scale.data_ptr<float>())
+                                     : fp4_scales(min.data_ptr<c10::BFloat16>(), max.data_ptr<c10::BFloat16>(),
+                                                  min.numel(), gs, eps, scale.data_ptr<float>());
+    if (!ok) return false;
+    // Zeros in x's dtype rounded to the zero point's: zeros of what that rounding returns.
+    const at::Tensor zero = round_to_dtype(at::zeros({1}, min.options()), *a.zp_dtype, /*cast_back=*/false);
+    qp = qparams{scale, at::zeros(min.sizes(), zero.options()), global_scale};
+    return true;
+}
 
 bool observe_rows_minmax_applies(const quant_args &a, at::ScalarType x) {
     return args_apply(a, x) && observer(a, observed_role::weight).kind() == "memoryless_minmax";
