@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -305,8 +306,10 @@ TEST(export_fast, rows_come_through_the_reader_when_it_reads) {
 
 namespace {
 
-// FP8 E4M3 weights (symmetric unless asked), strategy by name.
+// FP8 E4M3 weights (symmetric unless asked), strategy by name: "block" is 16 x 64 blocks, "mx"
+// the MXFP8 preset's weights (groups of 32, E8M0 scales).
 quant::quant_args fp8_args(const std::string &strategy, bool symmetric = true, const char *observer = nullptr) {
+    if (strategy == "mx") return quant::preset_scheme("MXFP8A16", {"Linear"}).weights.value();
     quant::quant_args a;
     a.num_bits = 8;
     a.type = quant::quant_type::float_;
@@ -314,23 +317,28 @@ quant::quant_args fp8_args(const std::string &strategy, bool symmetric = true, c
     if (observer) a.observer = observer;
     a.strategy = strategy == "group"     ? quant::quant_strategy::group
                  : strategy == "channel" ? quant::quant_strategy::channel
+                 : strategy == "block"   ? quant::quant_strategy::block
                                          : quant::quant_strategy::tensor;
     if (strategy == "group") a.group_size = 64;
+    if (strategy == "block") a.block_structure = std::array<int, 2>{16, 64};
     return quant::make_args(a);
 }
 
 } // namespace
 
 // FP8 codes from the fused pass are quantize()'s, byte for byte: every float dtype, strategies
-// tensor, channel and group, scales in the weight's dtype or float32; ties between neighbouring
+// tensor, channel, group, block (37 rows: the last block of rows is partial) and MX (the
+// mxfp8-quantized format), scales in the weight's dtype or float32; ties between neighbouring
 // codes, -0, subnormal codes and saturation (stored scales half the observed ones, so quotients
 // pass 448); and the error equals fake_quantize's.
 TEST(export_fast, fp8_codes_match_the_generic_path) {
     int cases = 0;
     const uint64_t before = fast_taken;
     for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
-        for (const char *strategy : {"channel", "tensor", "group"}) {
+        for (const char *strategy : {"channel", "tensor", "group", "block", "mx"}) {
             const quant::quant_args a = fp8_args(strategy);
+            const bool mx = std::string(strategy) == "mx";
+            const std::string format = mx ? exporter::fmt_name::mxfp8_quantized : exporter::fmt_name::float_quantized;
             quant::quant_scheme scheme;
             scheme.weights = a;
             const int64_t rows = 37, cols = 256;
@@ -350,6 +358,9 @@ TEST(export_fast, fp8_codes_match_the_generic_path) {
                         vals = vals.slice(0, 0, rows * cols).view({rows, cols});
                         at::Tensor sf = s.to(at::kFloat);
                         if (std::string(strategy) == "group") sf = sf.repeat_interleave(64, 1);
+                        if (mx) sf = sf.repeat_interleave(32, 1);
+                        if (std::string(strategy) == "block")
+                            sf = sf.repeat_interleave(16, 0).slice(0, 0, rows).repeat_interleave(64, 1);
                         x = (vals * sf).to(dtype);
                     } else if (std::string(data) == "saturating") {
                         s = (qp.scale.to(at::kFloat) / 2).to(sdt);
@@ -359,9 +370,8 @@ TEST(export_fast, fp8_codes_match_the_generic_path) {
                     const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " scale " +
                                              c10::toString(sdt) + " " + data;
                     double e_fast = -1, e_generic = -2;
-                    const auto fast = compress(scheme, in, dtype, true, &e_fast, exporter::fmt_name::float_quantized);
-                    const auto generic =
-                        compress(scheme, in, dtype, false, &e_generic, exporter::fmt_name::float_quantized);
+                    const auto fast = compress(scheme, in, dtype, true, &e_fast, format);
+                    const auto generic = compress(scheme, in, dtype, false, &e_generic, format);
                     expect_same(fast, generic, what);
                     EXPECT_EQ(fast.front().dtype, "F8_E4M3") << what;
                     EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what;
@@ -373,16 +383,17 @@ TEST(export_fast, fp8_codes_match_the_generic_path) {
             }
         }
     }
-    EXPECT_EQ(cases, 3 * 3 * 2 * 3);
+    EXPECT_EQ(cases, 3 * 5 * 2 * 3);
     EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(cases)) << "the fused path did not run for every case";
 }
 
-// Without stored qparams, FP8 channel and group weights are observed block by block in the pass
+// Without stored qparams, FP8 channel, group and MX weights are observed block by block in the pass
 // that encodes them: the scales and codes of observing the whole weight first. MSE declines.
 TEST(export_fast, fp8_observing_in_the_pass_matches_observing_first) {
     for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
-        for (const char *strategy : {"channel", "group"}) {
+        for (const char *strategy : {"channel", "group", "mx"}) {
             for (const char *observer : {"minmax", "memoryless_mse"}) {
+                if (std::string(strategy) == "mx" && std::string(observer) != "minmax") continue;
                 const quant::quant_args a = fp8_args(strategy, true, observer);
                 const at::Tensor w = weight(1100, 256, dtype, 91);
                 const quant::qparams qp = quant::qparams_observe(a, w);

@@ -361,6 +361,39 @@ TEST(FP8, RandomValuesAgreeBetweenEncoderAndRounding) {
     EXPECT_TRUE(at::equal(fp8_e4m3_round(tiny), fp8_e4m3_decode(fp8_e4m3_encode(tiny))));
 }
 
+// fp8_e4m3_round's one-pass CPU loop against the chain of tensor ops other devices take, bit for
+// bit: every bf16 bit pattern (NaNs, infinities, subnormals, -0), a million random float32 bit
+// patterns, and every midpoint of the grid with its neighbours one float ulp away.
+TEST(FP8, CpuPassEqualsTheOpChain) {
+    auto same = [](const at::Tensor &x, const char *what) {
+        const at::Tensor a = fp8_e4m3_round(x), b = fp8_e4m3_round_ops(x);
+        ASSERT_EQ(a.scalar_type(), b.scalar_type()) << what;
+        const at::Tensor ai = a.to(at::kFloat).view(at::kInt), bi = b.to(at::kFloat).view(at::kInt);
+        const at::Tensor differ = ai != bi;
+        EXPECT_EQ(differ.sum().item<int64_t>(), 0) << what << ": first at "
+                                                   << (differ.any().item<bool>() ? differ.nonzero()[0][0].item<int64_t>() : -1);
+    };
+    const at::Tensor bf16 = at::arange(65536, at::kInt).to(at::kShort).view(at::kBFloat16);
+    same(bf16, "every bf16");
+    same(bf16.to(at::kFloat), "every bf16 as float32");
+    at::manual_seed(7);
+    same(at::randint(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), {1 << 20}, at::kInt)
+             .view(at::kFloat),
+         "random float32 bits");
+    std::vector<float> mids;
+    for (int c = 0; c < 0x7E; ++c) {
+        const float mid = (fp8_e4m3_decode_value(static_cast<uint8_t>(c)) + fp8_e4m3_decode_value(static_cast<uint8_t>(c + 1))) / 2;
+        for (float v : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1000.0f)}) {
+            mids.push_back(v);
+            mids.push_back(-v);
+        }
+    }
+    for (float v : {448.0f, 464.0f, std::nextafter(464.0f, 0.0f), 480.0f, 1e30f, -0.0f})
+        mids.insert(mids.end(), {v, -v});
+    same(at::tensor(mids), "grid midpoints");
+    same(at::tensor(mids).to(at::kHalf), "grid midpoints as fp16");
+}
+
 // ---------------------------------------------------------------- FP4 E2M1
 
 TEST(FP4, TiesAndCodes) {

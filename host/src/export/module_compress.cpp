@@ -127,8 +127,9 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const bool fast_int = format == fmt_name::pack_quantized && fast_paths_enabled();
     const bool fast_int8 = (format == fmt_name::int_quantized || format == fmt_name::naive_quantized) &&
                            w.type == quant::quant_type::int_ && !g_idx && fast_paths_enabled();
-    const bool fast_fp8 = (format == fmt_name::float_quantized || format == fmt_name::naive_quantized) && w.is_fp8() &&
-                          !quant::is_mx(w) && !g_idx && fast_paths_enabled();
+    const bool fast_fp8 = (format == fmt_name::float_quantized || format == fmt_name::naive_quantized ||
+                           format == fmt_name::mxfp8_quantized) &&
+                          w.is_fp8() && !g_idx && fast_paths_enabled();
     const bool fast_fp4 = (format == fmt_name::nvfp4_pack_quantized || format == fmt_name::mxfp4_pack_quantized) &&
                           w.is_fp4() && !g_idx && fast_paths_enabled();
     const bool fast = fast_int || fast_int8 || fast_fp8 || fast_fp4;

@@ -59,10 +59,33 @@ at::Tensor lookup(const at::Tensor &codes, const float *table, int64_t n, at::Sc
     return lut.index_select(0, codes.flatten().to(at::kLong)).view(codes.sizes()).to(dtype);
 }
 
+// round_minifloat's E4M3 case for n floats: |x| clamped to 448 onto the grid (sign kept, -0
+// included), NaN kept. Integer ops and selects only, so that the loop vectorizes.
+LLMC_VECTOR_CLONES void fp8_e4m3_round_span(const float *x, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &x[i], 4);
+        const uint32_t sign = bits & 0x80000000u, mag = bits & 0x7FFFFFFFu;
+        float a;
+        std::memcpy(&a, &mag, 4);
+        a = std::min(a, 448.0f); // infinity saturates; a NaN is replaced below
+        uint32_t clamped;
+        std::memcpy(&clamped, &a, 4);
+        clamped |= sign;
+        float v, grid;
+        std::memcpy(&v, &clamped, 4);
+        fp8_e4m3_encode_in_range(v, &grid);
+        uint32_t g;
+        std::memcpy(&g, &grid, 4);
+        g = mag > 0x7F800000u ? bits : g;
+        std::memcpy(&out[i], &g, 4);
+    }
+}
+
 // Rounds onto a float grid with `mant` mantissa bits, normal exponents emin..emax and largest
 // value max_val (saturating), in float32, round half to even; any device. The step of the grid
 // around |x| is 2^(exponent - mant), with the exponent held at emin in the subnormal range.
-at::Tensor round_minifloat(const at::Tensor &x, int mant, int emin, int emax, double max_val) {
+at::Tensor round_minifloat_ops(const at::Tensor &x, int mant, int emin, int emax, double max_val) {
     auto xf = x.to(at::kFloat);
     auto a = xf.abs().clamp_max(max_val); // clamping first is the same as saturating after
     auto exponent = std::get<1>(at::frexp(a)) - 1; // a = m * 2^e, m in [0.5, 1)
@@ -72,6 +95,19 @@ at::Tensor round_minifloat(const at::Tensor &x, int mant, int emin, int emax, do
     auto q = at::round(a / step) * step;
     q = at::copysign(q, xf); // keeps -0.0 and the sign of small negatives
     return at::where(at::isnan(xf), xf, q);
+}
+
+// round_minifloat_ops, but E4M3 on the CPU in one pass (the ops cost ~80 ns a value: frexp).
+at::Tensor round_minifloat(const at::Tensor &x, int mant, int emin, int emax, double max_val) {
+    if (!x.device().is_cpu() || mant != 3 || emin != -6 || emax != 8 || max_val != fp8_e4m3_max)
+        return round_minifloat_ops(x, mant, emin, emax, max_val);
+    const at::Tensor xf = x.to(at::kFloat).contiguous();
+    at::Tensor out = at::empty(xf.sizes(), xf.options());
+    const float *src = xf.data_ptr<float>();
+    float *dst = out.data_ptr<float>();
+    at::parallel_for(0, xf.numel(), 1 << 16,
+                     [&](int64_t b, int64_t e) { fp8_e4m3_round_span(src + b, dst + b, e - b); });
+    return out;
 }
 
 // Clamps to [lo, hi] only where the bounds lie inside x's own range: ATen refuses scalars that
@@ -114,6 +150,10 @@ at::Tensor fp8_e4m3_decode(const at::Tensor &codes, at::ScalarType dtype) {
 
 at::Tensor fp8_e4m3_round(const at::Tensor &x) {
     return round_minifloat(x, 3, -6, 8, fp8_e4m3_max).to(x.scalar_type());
+}
+
+at::Tensor fp8_e4m3_round_ops(const at::Tensor &x) {
+    return round_minifloat_ops(x, 3, -6, 8, fp8_e4m3_max).to(x.scalar_type());
 }
 
 uint8_t fp4_e2m1_encode_value(float x) {

@@ -54,6 +54,9 @@ at::Tensor fp8_e4m3_encode(const at::Tensor &x);
 at::Tensor fp8_e4m3_decode(const at::Tensor &codes, at::ScalarType dtype = at::kFloat);
 // x.to(float8_e4m3fn).to(x.dtype) with saturation; any device.
 at::Tensor fp8_e4m3_round(const at::Tensor &x);
+// The same as a chain of tensor ops (frexp, the grid's step, round), which fp8_e4m3_round takes
+// on other devices than the CPU; on the CPU it makes one vectorized pass (tests hold them equal).
+at::Tensor fp8_e4m3_round_ops(const at::Tensor &x);
 
 // --- FP4 E2M1: code = sign bit 3 | index into {0, .5, 1, 1.5, 2, 3, 4, 6} ---
 

@@ -385,6 +385,11 @@ int64_t fused_group(const quant_args &w, const at::Tensor &weight, const qparams
         group = *w.group_size;
         if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group) return 0;
         break;
+    case quant_strategy::block: // with its scales repeated down each block's rows (block_rows)
+        if (!w.block_structure || (*w.block_structure)[1] <= 0 || cols % (*w.block_structure)[1] != 0) return 0;
+        group = (*w.block_structure)[1];
+        if (s.dim() != 2 || s.size(0) != rows || s.size(1) != cols / group) return 0;
+        break;
     default: return 0;
     }
     if (qp.zero_point.defined() && qp.zero_point.sizes() != s.sizes()) return 0;
@@ -407,6 +412,23 @@ template <class F> void dispatch_fused(at::ScalarType xt, at::ScalarType st, F f
     });
 }
 
+// Block qparams ([ceil(rows / bh), cols / bw]) with each block's row of scales (and zero points)
+// repeated for its bh rows: [rows, cols / bw]. Empty qparams when they are not of that shape, a
+// global scale is set or bw does not divide the columns (quantize() pads those; the loops don't).
+qparams block_rows(const quant_args &w, const at::Tensor &weight, const qparams &qp) {
+    if (!w.block_structure || weight.dim() != 2 || !qp.scale.defined() || qp.global_scale.defined()) return {};
+    const int64_t bh = (*w.block_structure)[0], bw = (*w.block_structure)[1];
+    const int64_t rows = weight.size(0), cols = weight.size(1);
+    if (bh <= 0 || bw <= 0 || cols % bw != 0) return {};
+    const at::Tensor &s = qp.scale;
+    if (s.dim() != 2 || s.size(0) != (rows + bh - 1) / bh || s.size(1) != cols / bw) return {};
+    if (qp.zero_point.defined() && qp.zero_point.sizes() != s.sizes()) return {};
+    auto spread = [&](const at::Tensor &t) {
+        return t.defined() ? t.repeat_interleave(bh, 0).slice(0, 0, rows).contiguous() : t;
+    };
+    return qparams{spread(s), spread(qp.zero_point), {}};
+}
+
 // quantize() of a float weight as codes into `out`, or into a new tensor when `out` is undefined:
 // FP8 E4M3 codes (uint8 [rows, cols]), or FP4 E2M1 codes packed by pack_fp4 (uint8 [rows, cols /
 // 2]; `qp` without a global scale: the caller has divided it into the scale). Undefined when the
@@ -415,7 +437,7 @@ at::Tensor codes_into(const quant_args &w, const at::Tensor &weight, const qpara
                       at::Tensor out) {
     const bool fp4 = w.is_fp4();
     if (fp4 && *w.strategy != quant_strategy::group && *w.strategy != quant_strategy::tensor_group) return {};
-    if (!fp4 && (!w.is_fp8() || is_mx(w))) return {};
+    if (!fp4 && !w.is_fp8()) return {};
     const int64_t group = fused_group(w, weight, qp);
     if (group == 0 || (fp4 && group % 2 != 0)) return {};
     const at::Tensor x = weight.contiguous(), sc = qp.scale.contiguous();
@@ -610,17 +632,21 @@ at::Tensor observe_quantize_int8_codes(const quant_args &w, const at::Tensor &we
 
 at::Tensor quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, const qparams &qp,
                               double *mean_squared_error, const row_reader &read) {
-    if (!w.is_fp8() || is_mx(w)) return {};
-    if (blockwise_applies(weight, qp, nullptr)) {
-        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &qp, read, nullptr, mean_squared_error); r.defined())
+    if (!w.is_fp8()) return {};
+    // A block's scale serves bh rows and bw columns: repeated down its rows, the scales are one
+    // per row and group of bw columns, which the loops take (fused_group).
+    const qparams &q = *w.strategy == quant_strategy::block ? block_rows(w, weight, qp) : qp;
+    if (!q.scale.defined()) return {};
+    if (blockwise_applies(weight, q, nullptr)) {
+        if (at::Tensor r = pack_in_blocks(w, weight.contiguous(), &q, read, nullptr, mean_squared_error); r.defined())
             return r;
     }
-    return codes_into(w, weight, qp, mean_squared_error, at::Tensor());
+    return codes_into(w, weight, q, mean_squared_error, at::Tensor());
 }
 
 at::Tensor observe_quantize_fp8_codes(const quant_args &w, const at::Tensor &weight, qparams &qp,
                                       double *mean_squared_error, const row_reader &read) {
-    if (!w.is_fp8() || is_mx(w) || !observe_blockwise_applies(w, weight)) return {};
+    if (!w.is_fp8() || !observe_blockwise_applies(w, weight)) return {};
     return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
 }
 

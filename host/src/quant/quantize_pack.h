@@ -46,10 +46,10 @@ at::Tensor quantize_int8_codes(const quant_args &args, const at::Tensor &weight,
 at::Tensor observe_quantize_int8_codes(const quant_args &args, const at::Tensor &weight, qparams &qp,
                                        double *mean_squared_error = nullptr, const row_reader &read = {});
 
-// quantize(args, weight, qp) of an FP8 E4M3 weight (float, 8 bits, not MX), bit for bit: the
-// uint8 codes the float-quantized format stores, in one pass instead of a chain of ATen ops. The
-// same conditions as quantize_pack_int32 otherwise (strategy tensor, channel or group; no g_idx or
-// global scale); undefined when the call is not of that form or a quotient is NaN. With
+// quantize(args, weight, qp) of an FP8 E4M3 weight (float, 8 bits, MX too), bit for bit: the
+// uint8 codes the float- and mxfp8-quantized formats store, in one pass instead of a chain of ATen
+// ops. Strategy tensor, channel, group, or block where the block's width divides the columns; no
+// g_idx or global scale; undefined when the call is not of that form or a quotient is NaN. With
 // `mean_squared_error`, fake_quantize's error in the same pass; with `read`, rows through it.
 at::Tensor quantize_fp8_codes(const quant_args &args, const at::Tensor &weight, const qparams &qp,
                               double *mean_squared_error = nullptr, const row_reader &read = {});
