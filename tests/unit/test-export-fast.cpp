@@ -7,6 +7,7 @@
 #include "export/module_compress.h"
 #include "quant/args.h"
 #include "quant/float_formats.h"
+#include "quant/packing.h"
 #include "quant/presets.h"
 #include "quant/qparams.h"
 #include "quant/qparams_fast.h"
@@ -480,4 +481,34 @@ TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
     }
     EXPECT_EQ(cases, 2 * 3 * 3);
     EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(cases)) << "the fused path did not run for every case";
+}
+
+// Without stored qparams, MXFP4 weights are observed block by block in the pass that packs them:
+// the scales and bytes of observing the whole weight first (over several 256 KiB blocks). NVFP4's
+// global scale is the whole tensor's, so it declines.
+TEST(export_fast, fp4_observing_in_the_pass_matches_observing_first) {
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        const quant::quant_scheme mx = quant::preset_scheme("MXFP4A16", {"Linear"});
+        const quant::quant_args &a = *mx.weights;
+        const at::Tensor w = weight(1100, 256, dtype, 93);
+        const quant::qparams qp = quant::qparams_observe(a, w);
+        quant::qparams fused;
+        double e = -1;
+        const at::Tensor packed = quant::observe_quantize_fp4_packed(a, w, fused, &e);
+        const std::string what = c10::toString(dtype);
+        ASSERT_TRUE(packed.defined()) << what;
+        EXPECT_TRUE(at::equal(fused.scale, qp.scale)) << what;
+        EXPECT_TRUE(at::equal(packed, quant::pack_fp4(quant::quantize(a, w, qp)))) << what;
+        const double expect =
+            (quant::fake_quantize(a, w, qp).to(at::kFloat) - w.to(at::kFloat)).pow(2).mean().item<double>();
+        EXPECT_NEAR(e, expect, 1e-5 * expect) << what;
+        // Through the exporter: bare weights give the bytes of stored qparams.
+        const std::vector<saved_tensor> bare{{"weight", w, ""}};
+        const std::vector<saved_tensor> stored{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+        expect_same(compress(mx, bare, dtype, true, nullptr, exporter::fmt_name::mxfp4_pack_quantized),
+                    compress(mx, stored, dtype, false, nullptr, exporter::fmt_name::mxfp4_pack_quantized), what);
+        quant::qparams unused;
+        const quant::quant_args nv = quant::preset_scheme("NVFP4A16", {"Linear"}).weights.value();
+        EXPECT_FALSE(quant::observe_quantize_fp4_packed(nv, w, unused).defined()) << what;
+    }
 }

@@ -345,3 +345,47 @@ TEST(NvFp4QparamsFast, GlobalScaleFromGroupsEqualsFromValues) {
         }
     }
 }
+
+// MX scales (E8M0) from group minima and maxima in one loop against the ATen chain, reached with
+// strided minima and maxima: MXFP4 and MXFP8, float32 and bfloat16, zero groups, absmax on both
+// sides of the power-of-two rounding point (mantissa 1.75), tiny ones (clamped to E8M0 0, the
+// subnormal 2^-127) and ones near the dtype's largest value (rounded up to infinity).
+TEST(MxQparamsFast, MatchesGenericPathBitForBit) {
+    for (const char *preset : {"MXFP4A16", "MXFP8A16"}) {
+        const quant_args a = preset_scheme(preset, {"Linear"}).weights.value();
+        for (at::ScalarType t : {at::kFloat, at::kBFloat16}) {
+            at::Tensor x = (at::randn({40, 8, 32}) * at::exp(at::randn({40, 8, 1}) * 6)).to(t);
+            x[0].zero_();
+            x[1][0].fill_(-0.0);
+            for (int k = 0; k < 8; ++k) {
+                x[2][k][0] = 1.75 * std::ldexp(1.0, 3 * k - 12);
+                x[3][k][0] = -std::nextafter(1.75f, 0.0f) * std::ldexp(1.0f, 3 * k - 12);
+                x[4][k].fill_(std::ldexp(1.0, -120 - k)); // tiny: E8M0 clamps at 0
+                x[5][k][3] = (k % 2 ? -1.0 : 1.0) * 3.3e38; // rounds up past the largest finite value
+            }
+            x[6][0][0] = 1e-40; // a float32 subnormal (zero in bf16)
+            const at::Tensor mn = at::amin(x, {-1}), mx = at::amax(x, {-1});
+            qparams fast;
+            ASSERT_TRUE(qparams_from_minmax_mx(a, mn, mx, fast));
+            const at::Tensor smn = at::stack({mn, mn}, -1).select(-1, 0), smx = at::stack({mx, mx}, -1).select(-1, 0);
+            qparams unused;
+            EXPECT_FALSE(qparams_from_minmax_mx(a, smn, smx, unused));
+            const qparams generic = qparams_from_minmax(a, smn, smx);
+            const std::string what = std::string(preset) + " " + c10::toString(t);
+            ASSERT_EQ(fast.scale.scalar_type(), generic.scale.scalar_type()) << what;
+            const at::Tensor fb = fast.scale.to(at::kFloat).view(at::kInt), gb = generic.scale.to(at::kFloat).view(at::kInt);
+            EXPECT_TRUE(at::equal(fb, gb)) << what << ": " << (fb != gb).sum().item<int64_t>() << " differ";
+            EXPECT_TRUE(at::equal(fast.zero_point, generic.zero_point)) << what;
+            EXPECT_EQ(fast.zero_point.scalar_type(), generic.zero_point.scalar_type()) << what;
+            EXPECT_TRUE(at::equal(qparams_from_minmax(a, mn, mx).scale.to(at::kFloat).view(at::kInt), gb)) << what;
+        }
+    }
+    const quant_args a = preset_scheme("MXFP4A16", {"Linear"}).weights.value();
+    at::Tensor mn = -at::rand({4, 2}), mx = at::rand({4, 2});
+    qparams q;
+    mx[1][1] = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(qparams_from_minmax_mx(a, mn, mx, q));
+    mx[1][1] = 1.0f;
+    EXPECT_TRUE(qparams_from_minmax_mx(a, mn, mx, q));
+    EXPECT_FALSE(qparams_from_minmax_mx(preset_scheme("NVFP4A16", {"Linear"}).weights.value(), mn, mx, q));
+}

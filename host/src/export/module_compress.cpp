@@ -121,8 +121,8 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const bool with_g_idx = uses_g_idx(w);
     const at::Tensor *g_idx = with_g_idx && filled(in.get("weight_g_idx")) ? in.get("weight_g_idx") : nullptr;
     const int64_t rows = weight->size(0), cols = weight->size(1);
-    // INT, FP8 and FP4 weights take the fused pass (INT and FP8 observing in it too when no qparams
-    // are stored); everything else quantizes first. `fused`: the packed INT words, the int8 values
+    // INT, FP8 and FP4 weights take the fused pass (observing in it too when no qparams are stored
+    // and a block of rows observes as the weight does); everything else quantizes first. `fused`: the packed INT words, the int8 values
     // (int- and naive-quantized INT), the FP8 codes or the packed FP4 codes.
     const bool fast_int = format == fmt_name::pack_quantized && fast_paths_enabled();
     const bool fast_int8 = (format == fmt_name::int_quantized || format == fmt_name::naive_quantized) &&
@@ -136,10 +136,11 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     quant::qparams qp;
     at::Tensor fused;
     const quant::row_reader read = fast ? file_row_reader(*weight) : quant::row_reader();
-    if ((fast_int || fast_int8 || fast_fp8) && !in.get("weight_scale") && !g_idx && !global_scale)
+    if (fast && !in.get("weight_scale") && !g_idx && !global_scale)
         fused = fast_int    ? quant::observe_quantize_pack_int32(w, *weight, qp, error, read)
                 : fast_int8 ? quant::observe_quantize_int8_codes(w, *weight, qp, error, read)
-                            : quant::observe_quantize_fp8_codes(w, *weight, qp, error, read);
+                : fast_fp8  ? quant::observe_quantize_fp8_codes(w, *weight, qp, error, read)
+                            : quant::observe_quantize_fp4_packed(w, *weight, qp, error, read);
     if (!fused.defined()) {
         qp = weight_qparams(module_name, w, in, *weight, g_idx, global_scale);
         if (fast_int) fused = quant::quantize_pack_int32(w, *weight, qp, g_idx, error, read);

@@ -246,7 +246,8 @@ qparams qparams_from_minmax(const quant_args &a, at::Tensor min, at::Tensor max,
                             const at::Tensor *global_scale) {
     require_validated(a);
     qparams fast;
-    if (global_scale && global_scale->defined() && qparams_from_minmax_fp4(a, min, max, *global_scale, fast))
+    if (global_scale && global_scale->defined() ? qparams_from_minmax_fp4(a, min, max, *global_scale, fast)
+                                                : qparams_from_minmax_mx(a, min, max, fast))
         return fast;
     // Zero must always be representable.
     min = at::minimum(min, at::zeros_like(min));

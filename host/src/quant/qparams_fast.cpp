@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace llmc::quant {
@@ -71,6 +72,53 @@ LLMC_VECTOR_CLONES bool fp4_scales(const X *mins, const X *maxs, int64_t n, floa
     return !bad;
 }
 
+// qparams_from_minmax's steps for MX scales, per group, for finite minima and maxima: absmax
+// rounded to a power of two on X's bits (round_to_power_of_two), its exponent + 127 - off
+// clamped to the E8M0 range [0, 255] (round_to_dtype uint8), 2^(e - 127) in float then X
+// (e8m0_to_scale); zero to `eps`. A zero absmax has exponent -inf, so E8M0 0; one that rounds up
+// past X's largest finite value has +inf, so 255 and an infinite scale, as the tensor ops give.
+// False at a min or max that is not finite.
+template <class X>
+LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int off, float eps, X *scale) {
+    constexpr bool bf16 = std::is_same<X, c10::BFloat16>::value;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float mn = std::min(to_float(mins[i]), 0.0f), mx = std::max(to_float(maxs[i]), 0.0f);
+        uint32_t a, b;
+        std::memcpy(&a, &mn, 4);
+        std::memcpy(&b, &mx, 4);
+        bad |= (((a & 0x7F800000u) + 0x00800000u) | ((b & 0x7F800000u) + 0x00800000u)) >> 31; // NaN or infinity
+        const float absmax = std::max(-mn, mx);
+        uint32_t bits;
+        std::memcpy(&bits, &absmax, 4);
+        bits &= 0x7FFFFFFFu; // +0 for a zero group (-mn is -0 there), as abs() gives
+        // X's bits + half of its mantissa's top bit's weight, mantissa masked off: X has 7 or 23
+        // mantissa bits, and a bf16's bits are the float's top 16.
+        const uint32_t p2 = bf16 ? ((bits >> 16) + (1u << 5)) << 16 & 0xFF800000u : (bits + (1u << 21)) & 0xFF800000u;
+        const int exponent = static_cast<int>(p2 >> 23); // biased; 0 for zero, 255 for infinity
+        int e = exponent - off;
+        e = p2 == 0 ? 0 : e;             // log2(0) = -inf, clamped to 0
+        e = std::min(std::max(e, 0), 255); // infinity's exponent 255 - off stays below: set below
+        e = exponent == 255 ? 255 : e;
+        // 2^(e - 127) as a float from its bits (2^-127 is the subnormal 0x00400000).
+        const uint32_t pow_bits = e == 0 ? 0x00400000u : static_cast<uint32_t>(e) << 23;
+        float v;
+        std::memcpy(&v, &pow_bits, 4);
+        v = v == 0.0f ? eps : v;
+        // Exact in X: a power of two in X's range, or infinity (bf16 keeps the float's top bits;
+        // c10's conversion has a NaN branch that would keep the loop scalar).
+        if constexpr (bf16) {
+            uint32_t vb;
+            std::memcpy(&vb, &v, 4);
+            const uint16_t top = static_cast<uint16_t>(vb >> 16);
+            std::memcpy(&scale[i], &top, 2);
+        } else {
+            scale[i] = v;
+        }
+    }
+    return !bad;
+}
+
 // observe_rows_minmax_applies but the observer's kind, which costs a map lookup or two.
 bool args_apply(const quant_args &a, at::ScalarType x) {
     if (x != at::kFloat && x != at::kBFloat16) return false;
@@ -108,6 +156,26 @@ bool qparams_from_minmax_fp4(const quant_args &a, const at::Tensor &min, const a
     // Zeros in x's dtype rounded to the zero point's: zeros of what that rounding returns.
     const at::Tensor zero = round_to_dtype(at::zeros({1}, min.options()), *a.zp_dtype, /*cast_back=*/false);
     qp = qparams{scale, at::zeros(min.sizes(), zero.options()), global_scale};
+    return true;
+}
+
+bool qparams_from_minmax_mx(const quant_args &a, const at::Tensor &min, const at::Tensor &max, qparams &qp) {
+    if (!is_mx(a) || !a.symmetric || !a.zp_dtype) return false;
+    const at::ScalarType xt = min.scalar_type();
+    if ((xt != at::kFloat && xt != at::kBFloat16) || max.scalar_type() != xt || min.sizes() != max.sizes() ||
+        min.dim() == 0 || !min.is_contiguous() || !max.is_contiguous() || !min.device().is_cpu() ||
+        !max.device().is_cpu())
+        return false;
+    const int off = a.num_bits == 4 ? 2 : 8; // floor(log2(type max)), as mx_scale_exponent
+    const float eps = static_cast<float>(dtype_eps(*a.scale_dtype));
+    at::Tensor scale = at::empty(min.sizes(), min.options());
+    const bool ok = xt == at::kFloat ? mx_scales(min.data_ptr<float>(), max.data_ptr<float>(), min.numel(), off, eps,
+                                                 scale.data_ptr<float>())
+                                     : mx_scales(min.data_ptr<c10::BFloat16>(), max.data_ptr<c10::BFloat16>(),
+                                                 min.numel(), off, eps, scale.data_ptr<c10::BFloat16>());
+    if (!ok) return false;
+    const at::Tensor zero = round_to_dtype(at::zeros({1}, min.options()), *a.zp_dtype, /*cast_back=*/false);
+    qp = qparams{scale, at::zeros(min.sizes(), zero.options()), {}};
     return true;
 }
 

@@ -32,4 +32,8 @@ bool observe_rows_minmax(const quant_args &args, const at::Tensor &rows, at::Ten
 bool qparams_from_minmax_fp4(const quant_args &args, const at::Tensor &min, const at::Tensor &max,
                              const at::Tensor &global_scale, qparams &qp);
 
+// qparams_from_minmax(args, min, max) for MX args (FP4 or FP8, groups of 32, E8M0 scales),
+// symmetric, without a global scale; the same conditions on min and max, and the same refusals.
+bool qparams_from_minmax_mx(const quant_args &args, const at::Tensor &min, const at::Tensor &max, qparams &qp);
+
 } // namespace llmc::quant

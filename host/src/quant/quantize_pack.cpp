@@ -650,6 +650,13 @@ at::Tensor observe_quantize_fp8_codes(const quant_args &w, const at::Tensor &wei
     return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
 }
 
+at::Tensor observe_quantize_fp4_packed(const quant_args &w, const at::Tensor &weight, qparams &qp,
+                                       double *mean_squared_error, const row_reader &read) {
+    // tensor_group needs the whole tensor's (or its partners') global scale: not blockwise.
+    if (!w.is_fp4() || *w.strategy != quant_strategy::group || !observe_blockwise_applies(w, weight)) return {};
+    return pack_in_blocks(w, weight.contiguous(), nullptr, read, &qp, mean_squared_error);
+}
+
 at::Tensor quantize_fp4_packed(const quant_args &w, const at::Tensor &weight, const qparams &qp,
                                double *mean_squared_error, const row_reader &read) {
     if (!w.is_fp4() || weight.dim() != 2 || !qp.scale.defined()) return {};

@@ -66,4 +66,9 @@ at::Tensor observe_quantize_fp8_codes(const quant_args &args, const at::Tensor &
 at::Tensor quantize_fp4_packed(const quant_args &args, const at::Tensor &weight, const qparams &qp,
                                double *mean_squared_error = nullptr, const row_reader &read = {});
 
+// qparams_observe then quantize_fp4_packed in blocks of rows, as observe_quantize_pack_int32: FP4
+// weights of strategy group (MXFP4; NVFP4's tensor_group shares a global scale, so it declines).
+at::Tensor observe_quantize_fp4_packed(const quant_args &args, const at::Tensor &weight, qparams &qp,
+                                       double *mean_squared_error = nullptr, const row_reader &read = {});
+
 } // namespace llmc::quant
