@@ -49,6 +49,15 @@ bool observe_groups(const X *x, int64_t n, int64_t group, bool symmetric, float 
     return true;
 }
 
+// 1 when a group's min or max is NaN or infinite. Integer ops, not comparisons: the callers'
+// loops flag bad groups rather than return early, so that they vectorize.
+LLMC_INLINE uint32_t non_finite(float mn, float mx) {
+    uint32_t a, b;
+    std::memcpy(&a, &mn, 4);
+    std::memcpy(&b, &mx, 4);
+    return (((a & 0x7F800000u) + 0x00800000u) | ((b & 0x7F800000u) + 0x00800000u)) >> 31;
+}
+
 // qparams_from_minmax's steps for NVFP4 local scales, per group: min and max widened to include
 // zero, absmax / 6 in float rounded to X (div_scalar), times the float32 global scale (the
 // product promotes to float32), clamped to 448 and rounded onto the FP8 grid (round_to_dtype),
@@ -56,14 +65,10 @@ bool observe_groups(const X *x, int64_t n, int64_t group, bool symmetric, float 
 template <class X>
 LLMC_VECTOR_CLONES bool fp4_scales(const X *mins, const X *maxs, int64_t n, float global_scale, float eps,
                                    float *scale) {
-    // A flag of integer ops, not an early return or comparisons, so that the loop vectorizes.
     uint32_t bad = 0;
     for (int64_t i = 0; i < n; ++i) {
         const float mn = std::min(to_float(mins[i]), 0.0f), mx = std::max(to_float(maxs[i]), 0.0f);
-        uint32_t a, b;
-        std::memcpy(&a, &mn, 4);
-        std::memcpy(&b, &mx, 4);
-        bad |= (((a & 0x7F800000u) + 0x00800000u) | ((b & 0x7F800000u) + 0x00800000u)) >> 31; // NaN or infinity
+        bad |= non_finite(mn, mx);
         const float s = std::min(global_scale * round_to_finite<X>(std::max(-mn, mx) / 6.0f), 448.0f);
         float grid;
         fp8_e4m3_encode_in_range(s, &grid);
@@ -84,10 +89,7 @@ LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int o
     uint32_t bad = 0;
     for (int64_t i = 0; i < n; ++i) {
         const float mn = std::min(to_float(mins[i]), 0.0f), mx = std::max(to_float(maxs[i]), 0.0f);
-        uint32_t a, b;
-        std::memcpy(&a, &mn, 4);
-        std::memcpy(&b, &mx, 4);
-        bad |= (((a & 0x7F800000u) + 0x00800000u) | ((b & 0x7F800000u) + 0x00800000u)) >> 31; // NaN or infinity
+        bad |= non_finite(mn, mx);
         const float absmax = std::max(-mn, mx);
         uint32_t bits;
         std::memcpy(&bits, &absmax, 4);
