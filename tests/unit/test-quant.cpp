@@ -924,6 +924,29 @@ TEST(Packing, RoundTripsAndZeroPoints) {
               std::string::npos);
 }
 
+// Tensors up to 2^20 values pack in plain loops, larger ones through ATen's parallel loop: the
+// same words either way (a large tensor against its small slices packed one by one), along
+// either dimension, and the same error for a value out of range.
+TEST(Packing, LargeAndSmallPathsAgree) {
+    at::manual_seed(67);
+    for (int b : {3, 4, 8}) {
+        const int lo = -(1 << (b - 1)), hi = (1 << (b - 1)) - 1;
+        const auto q = at::randint(lo, hi + 1, {1100, 1000}, at::kInt);
+        ASSERT_GT(q.numel(), int64_t{1} << 20);
+        std::vector<at::Tensor> rows, cols;
+        for (int64_t r = 0; r < 1100; r += 100) rows.push_back(pack_int32(q.slice(0, r, r + 100), b));
+        EXPECT_TRUE(at::equal(pack_int32(q, b), at::cat(rows, 0))) << b;
+        for (int64_t c = 0; c < 1000; c += 100) cols.push_back(pack_int32(q.slice(1, c, c + 100), b, 0));
+        EXPECT_TRUE(at::equal(pack_int32(q, b, 0), at::cat(cols, 1))) << b;
+    }
+    auto big = at::zeros({1100, 1000}, at::kChar);
+    big[5][7] = 9;
+    auto small = at::zeros({3, 4}, at::kChar);
+    small[1][2] = 9;
+    EXPECT_EQ(error_of([&] { pack_int32(big, 4); }), error_of([&] { pack_int32(small, 4); }));
+    EXPECT_NE(error_of([&] { pack_int32(small, 4); }).find("values in [0, 9]"), std::string::npos);
+}
+
 TEST(Packing, FP4Nibbles) {
     at::manual_seed(1);
     // Column 2k in the low nibble, 2k+1 in the high nibble.
