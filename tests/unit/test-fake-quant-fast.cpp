@@ -373,7 +373,8 @@ TEST(MxQparamsFast, MatchesGenericPathBitForBit) {
             const qparams generic = qparams_from_minmax(a, smn, smx);
             const std::string what = std::string(preset) + " " + c10::toString(t);
             ASSERT_EQ(fast.scale.scalar_type(), generic.scale.scalar_type()) << what;
-            const at::Tensor fb = fast.scale.to(at::kFloat).view(at::kInt), gb = generic.scale.to(at::kFloat).view(at::kInt);
+            const at::Tensor fb = fast.scale.to(at::kFloat).view(at::kInt);
+            const at::Tensor gb = generic.scale.to(at::kFloat).view(at::kInt);
             EXPECT_TRUE(at::equal(fb, gb)) << what << ": " << (fb != gb).sum().item<int64_t>() << " differ";
             EXPECT_TRUE(at::equal(fast.zero_point, generic.zero_point)) << what;
             EXPECT_EQ(fast.zero_point.scalar_type(), generic.zero_point.scalar_type()) << what;

@@ -122,8 +122,9 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const at::Tensor *g_idx = with_g_idx && filled(in.get("weight_g_idx")) ? in.get("weight_g_idx") : nullptr;
     const int64_t rows = weight->size(0), cols = weight->size(1);
     // INT, FP8 and FP4 weights take the fused pass (observing in it too when no qparams are stored
-    // and a block of rows observes as the weight does); everything else quantizes first. `fused`: the packed INT words, the int8 values
-    // (int- and naive-quantized INT), the FP8 codes or the packed FP4 codes.
+    // and a block of rows observes as the weight does); everything else quantizes first. `fused`:
+    // the packed INT words, the int8 values (int- and naive-quantized INT), the FP8 codes or the
+    // packed FP4 codes.
     const bool fast_int = format == fmt_name::pack_quantized && fast_paths_enabled();
     const bool fast_int8 = (format == fmt_name::int_quantized || format == fmt_name::naive_quantized) &&
                            w.type == quant::quant_type::int_ && !g_idx && fast_paths_enabled();

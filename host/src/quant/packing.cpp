@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <limits>
-
 #include <vector>
 
 namespace llmc::quant {

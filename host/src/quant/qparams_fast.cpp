@@ -100,8 +100,8 @@ LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int o
         const int exponent = static_cast<int>(p2 >> 23); // biased; 0 for zero, 255 for infinity
         int e = exponent - off;
         e = p2 == 0 ? 0 : e;             // log2(0) = -inf, clamped to 0
-        e = std::min(std::max(e, 0), 255); // infinity's exponent 255 - off stays below: set below
-        e = exponent == 255 ? 255 : e;
+        e = std::min(std::max(e, 0), 255); // E8M0's range
+        e = exponent == 255 ? 255 : e;     // log2(inf) = inf: 255 whatever off
         // 2^(e - 127) as a float from its bits (2^-127 is the subnormal 0x00400000).
         const uint32_t pow_bits = e == 0 ? 0x00400000u : static_cast<uint32_t>(e) << 23;
         float v;
@@ -138,14 +138,16 @@ bool args_apply(const quant_args &a, at::ScalarType x) {
 
 bool qparams_from_minmax_fp4(const quant_args &a, const at::Tensor &min, const at::Tensor &max,
                              const at::Tensor &global_scale, qparams &qp) {
-    if (!a.is_fp4() || !a.symmetric || is_mx(a) || a.scale_dtype != dtype_id::float8_e4m3fn || !a.zp_dtype) return false;
+    if (!a.is_fp4() || !a.symmetric || is_mx(a) || a.scale_dtype != dtype_id::float8_e4m3fn || !a.zp_dtype)
+        return false;
     const at::ScalarType xt = min.scalar_type();
     if ((xt != at::kFloat && xt != at::kBFloat16) || max.scalar_type() != xt || min.sizes() != max.sizes() ||
         min.dim() == 0 || !min.is_contiguous() || !max.is_contiguous() || !min.device().is_cpu() ||
         !max.device().is_cpu())
         return false;
-    if (!global_scale.defined() || global_scale.dim() != 1 || global_scale.numel() != 1 || global_scale.scalar_type() != at::kFloat ||
-        !global_scale.device().is_cpu())
+    // 1-D: a 0-dim global scale would not promote the product to float32.
+    if (!global_scale.defined() || global_scale.dim() != 1 || global_scale.numel() != 1 ||
+        global_scale.scalar_type() != at::kFloat || !global_scale.device().is_cpu())
         return false;
     const float gs = global_scale.item<float>();
     const float eps = static_cast<float>(dtype_eps(dtype_id::float8_e4m3fn));

@@ -27,7 +27,7 @@ bool observe_rows_minmax(const quant_args &args, const at::Tensor &rows, at::Ten
 // qparams_from_minmax(args, min, max, &global_scale), bit for bit, in one loop instead of a dozen
 // ATen ops (the FP8 rounding of the scales through frexp): for symmetric FP4 args that are not MX
 // with FP8 E4M3 scales (NVFP4's local scales), min and max contiguous float32 or bfloat16 of one
-// shape with at least one dimension, a float32 global scale of one element. Returns false,
+// shape with at least one dimension, a 1-D float32 global scale of one element. Returns false,
 // leaving `qp` alone, when the call is not of that form or a min or max is not finite.
 bool qparams_from_minmax_fp4(const quant_args &args, const at::Tensor &min, const at::Tensor &max,
                              const at::Tensor &global_scale, qparams &qp);

@@ -97,9 +97,10 @@ LLMC_VECTOR_CLONES void codes_store(const uint32_t *u, int64_t cols, int bits, i
 }
 
 // Rows [r0, r1) into their packed words, or with `codes` into int8 values; f and u are scratch for
-// one row. Nonzero when a quotient is NaN. With Err, each row's Σ (fake_quantize(x) - x)² into row_error too, fake_quantize's
-// result in dtype R (the weight's for group, else the computation's): where the rounding fuses,
-// in the same loop that quantizes, from the value before it becomes a code.
+// one row. Nonzero when a quotient is NaN. With Err, each row's Σ (fake_quantize(x) - x)² into
+// row_error too, fake_quantize's result in dtype R (the weight's for group, else the
+// computation's): where the rounding fuses, in the same loop that quantizes, from the value
+// before it becomes a code.
 template <class X, class S, class T, class R, bool Err>
 LLMC_VECTOR_CLONES int quantize_pack_range(const X *xp, int64_t r0, int64_t r1, int64_t cols, int64_t group,
                                            bool per_row, const S *sp, const float *zpp, float lo, float hi,
@@ -496,10 +497,11 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
         1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
-    at::Tensor out = fp4         ? at::empty({rows, cols / 2}, at::TensorOptions().dtype(at::kByte))
-                     : fp8       ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kByte))
-                     : int_codes ? at::empty({rows, cols}, at::TensorOptions().dtype(at::kChar))
-                                 : at::empty({rows, packed_words(cols, w.num_bits)}, at::TensorOptions().dtype(at::kInt));
+    const auto opts = at::TensorOptions();
+    at::Tensor out = fp4         ? at::empty({rows, cols / 2}, opts.dtype(at::kByte))
+                     : fp8       ? at::empty({rows, cols}, opts.dtype(at::kByte))
+                     : int_codes ? at::empty({rows, cols}, opts.dtype(at::kChar))
+                                 : at::empty({rows, packed_words(cols, w.num_bits)}, opts.dtype(at::kInt));
     // Observed qparams go straight into the weight's tensors where the tensor-free observer
     // serves the args; otherwise each block's come from qparams_observe and are joined at the end.
     const bool direct = !given && observe_rows_minmax_applies(w, x.scalar_type());
