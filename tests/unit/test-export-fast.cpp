@@ -70,12 +70,12 @@ quant::quant_args int4_group(int group) {
     return quant::make_args(a);
 }
 
-} // namespace
+// The formats the INT test writes: pack-quantized at every width; 8- and 2-bit weights rotate
+// through the int- and naive-quantized formats too, which store int8 values.
+const std::string int_formats[] = {exporter::fmt_name::pack_quantized, exporter::fmt_name::int_quantized,
+                                   exporter::fmt_name::naive_quantized};
 
-// int-quantized and naive-quantized store INT weights as int8 values: the same test's subject
-// (formats[1], [2]), with fewer cases.
-const std::string int8_formats[] = {exporter::fmt_name::pack_quantized, exporter::fmt_name::int_quantized,
-                                    exporter::fmt_name::naive_quantized};
+} // namespace
 
 TEST(export_fast, pack_quantized_matches_the_generic_path) {
     int cases = 0;
@@ -100,7 +100,7 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
                         scheme.weights = a;
                         // Rows whose codes end mid-word (200 columns) where no group forbids it.
                         const int64_t rows = 37, cols = std::string(strategy) == "group" ? 256 : 200;
-                        const std::string &format = int8_formats[bits == 8 || bits == 2 ? cases % 3 : 0];
+                        const std::string &format = int_formats[bits == 8 || bits == 2 ? cases % 3 : 0];
                         const at::Tensor w = weight(rows, cols, dtype, 1000 + cases);
                         quant::qparams qp = quant::qparams_observe(a, w);
                         // The plugins store scales in the weight's dtype; other dtypes are promoted.
