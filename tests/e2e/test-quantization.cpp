@@ -328,3 +328,32 @@ TEST_F(quantization_e2e, shipped_recipes_produce_their_formats) {
         }
     }
 }
+
+// A compressed-tensors checkpoint is a model like any other: llmc-host reads it back dense and
+// quantizes that again. W4 (per-channel, asymmetric) then FP8_DYNAMIC: the second checkpoint holds
+// only FP8 weights and scales, and its perplexity is the W4 model's plus FP8's small error, not
+// the base model's: the second run started from the first one's dequantized weights.
+TEST_F(quantization_e2e, a_compressed_checkpoint_is_requantized_from_its_dense_weights) {
+    const std::string w4 = run("w4-channel-asym", R"(    QuantizationModifier:
+      ignore: [lm_head]
+      config_groups:
+        group_0:
+          targets: [Linear]
+          weights: {num_bits: 4, type: int, symmetric: false, strategy: channel}
+)",
+                               false);
+    const std::string fp8 =
+        run_recipe("fp8-of-w4", LLMC_SOURCE_DIR "/recipes/fp8_dynamic.yaml", false, w4);
+    EXPECT_EQ(quant_config(fp8)["format"], "float-quantized");
+    EXPECT_EQ(quant_config(fp8)["config_groups"].size(), 1u) << quant_config(fp8).dump();
+    EXPECT_TRUE(has_tensor(fp8, "model.layers.0.self_attn.q_proj.weight"));
+    EXPECT_TRUE(has_tensor(fp8, "model.layers.0.self_attn.q_proj.weight_scale"));
+    for (const std::string &n : tensor_names(fp8)) {
+        EXPECT_EQ(n.find("weight_packed"), std::string::npos) << n;
+        EXPECT_EQ(n.find("weight_zero_point"), std::string::npos) << n;
+    }
+    const double ppl_w4 = perplexity(w4), ppl_fp8 = perplexity(fp8);
+    ASSERT_GT(ppl_w4, data_.base_ppl * 1.04) << "W4 per channel should cost this model some perplexity";
+    EXPECT_GT(ppl_fp8, ppl_w4 * 0.97) << "base " << data_.base_ppl << ", W4 " << ppl_w4;
+    EXPECT_LT(ppl_fp8, ppl_w4 * 1.05) << "base " << data_.base_ppl << ", W4 " << ppl_w4;
+}
