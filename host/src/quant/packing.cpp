@@ -17,6 +17,17 @@ void check_bits(int b) {
     if (b < 1 || b > 8) fail("packing supports 1 to 8 bits, got {}", b);
 }
 
+// n unsigned b-bit values into the words of `row` (zeroed), little-endian from bit 0.
+void pack_line(const uint32_t *u, int64_t n, int b, uint32_t *row) {
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t bit = static_cast<uint64_t>(i) * b;
+        const int64_t w = static_cast<int64_t>(bit / 32);
+        const unsigned off = bit % 32;
+        row[w] |= u[i] << off;
+        if (off + b > 32) row[w + 1] |= u[i] >> (32 - off); // spill into the next word
+    }
+}
+
 // Packs each row of a contiguous [rows, n] uint32 matrix of b-bit values.
 at::Tensor pack_rows(const at::Tensor &u, int b) {
     const int64_t rows = u.size(0), n = u.size(1), words = packed_words(n, b);
@@ -24,18 +35,9 @@ at::Tensor pack_rows(const at::Tensor &u, int b) {
     const int32_t *src = u.data_ptr<int32_t>();
     int32_t *dst = out.data_ptr<int32_t>();
     at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            auto *row = reinterpret_cast<uint32_t *>(dst + r * words);
-            const int32_t *in = src + r * n;
-            for (int64_t i = 0; i < n; ++i) {
-                const uint64_t bit = static_cast<uint64_t>(i) * b;
-                const int64_t w = static_cast<int64_t>(bit / 32);
-                const unsigned off = bit % 32;
-                const uint32_t v = static_cast<uint32_t>(in[i]);
-                row[w] |= v << off;
-                if (off + b > 32) row[w + 1] |= v >> (32 - off); // spill into the next word
-            }
-        }
+        for (int64_t r = r0; r < r1; ++r)
+            pack_line(reinterpret_cast<const uint32_t *>(src + r * n), n, b,
+                      reinterpret_cast<uint32_t *>(dst + r * words));
     });
     return out;
 }
@@ -81,19 +83,15 @@ at::Tensor pack_small(const at::Tensor &q, int b, int packed_dim) {
         at::Tensor packed = at::zeros({lines, words}, at::TensorOptions().dtype(at::kInt));
         uint32_t *dst = reinterpret_cast<uint32_t *>(packed.data_ptr<int32_t>());
         int64_t mn = std::numeric_limits<int64_t>::max(), mx = std::numeric_limits<int64_t>::min();
+        std::vector<uint32_t> line(static_cast<size_t>(n));
         for (int64_t l = 0; l < lines; ++l) {
-            uint32_t *row = dst + l * words;
             for (int64_t i = 0; i < n; ++i) {
                 const int64_t v = static_cast<int64_t>(packed_dim == 0 ? acc[i][l] : acc[l][i]);
                 mn = std::min(mn, v);
                 mx = std::max(mx, v);
-                const uint64_t bit = static_cast<uint64_t>(i) * b;
-                const int64_t w = static_cast<int64_t>(bit / 32);
-                const unsigned off = bit % 32;
-                const uint32_t u = static_cast<uint32_t>(v - lo) & ((1u << b) - 1);
-                row[w] |= u << off;
-                if (off + b > 32) row[w + 1] |= u >> (32 - off); // spill into the next word
+                line[static_cast<size_t>(i)] = static_cast<uint32_t>(v - lo) & ((1u << b) - 1);
             }
+            pack_line(line.data(), n, b, dst + l * words);
         }
         if (q.numel() > 0 && (mn < lo || mx > hi))
             fail("values in [{}, {}] do not fit {} signed bits [{}, {}]", mn, mx, b, lo, hi);
