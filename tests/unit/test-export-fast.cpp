@@ -417,6 +417,87 @@ TEST(export_fast, fp8_observing_in_the_pass_matches_observing_first) {
     }
 }
 
+// Block-strategy weights (FP8 as FP8_BLOCK, INT 8- and 4-bit, symmetric or not) without stored
+// qparams are observed in the pass too, in whole bands of the blocks' rows (a cut-short last band,
+// bands taller than the ~256 KiB the pass reads at a time), and symmetric FP8 channel and group
+// weights through the tensor-free observer: its scales and zero points, the codes and the error
+// are those of observing the whole weight first, and the exporter writes the generic path's bytes.
+TEST(export_fast, block_weights_observed_in_the_pass_match_observing_first) {
+    struct kind {
+        const char *name;
+        quant::quant_args args;
+        std::string format;
+    };
+    auto int_block = [](int bits, bool symmetric, int bh, int bw) {
+        quant::quant_args a;
+        a.num_bits = bits;
+        a.symmetric = symmetric;
+        a.strategy = quant::quant_strategy::block;
+        a.block_structure = std::array<int, 2>{bh, bw};
+        return quant::make_args(a);
+    };
+    const quant::quant_args fp8_block = quant::preset_scheme("FP8_BLOCK", {"Linear"}).weights.value();
+    ASSERT_EQ(fp8_block.strategy, quant::quant_strategy::block);
+    const kind kinds[] = {
+        {"FP8_BLOCK preset", fp8_block, exporter::fmt_name::float_quantized},
+        {"fp8 block 16x64", fp8_args("block"), exporter::fmt_name::float_quantized},
+        {"fp8 channel", fp8_args("channel"), exporter::fmt_name::float_quantized},
+        {"fp8 group", fp8_args("group"), exporter::fmt_name::float_quantized},
+        {"int8 block 128x128", int_block(8, true, 128, 128), exporter::fmt_name::int_quantized},
+        {"int4 asym block 16x64", int_block(4, false, 16, 64), exporter::fmt_name::pack_quantized},
+    };
+    int cases = 0;
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        for (const kind &k : kinds) {
+            const quant::quant_args &a = k.args;
+            const std::string what = std::string(c10::toString(dtype)) + " " + k.name;
+            ASSERT_TRUE(quant::observe_rows_minmax_applies(a, dtype)) << what;
+            // 1100 rows: bands of 128 end 76 rows short, of 16 end 12 short. 384 bf16 columns
+            // read 341 rows at a time, rounded up to whole bands.
+            const at::Tensor w = weight(1100, 384, dtype, 500 + cases);
+            const quant::qparams qp = quant::qparams_observe(a, w);
+            at::Tensor scale = at::empty_like(qp.scale), zp = at::empty_like(qp.zero_point);
+            ASSERT_TRUE(quant::observe_rows_minmax(a, w, scale, zp)) << what;
+            EXPECT_TRUE(at::equal(scale, qp.scale)) << what;
+            ASSERT_EQ(zp.scalar_type(), qp.zero_point.scalar_type()) << what;
+            EXPECT_TRUE(at::equal(zp, qp.zero_point)) << what;
+
+            quant::qparams fused;
+            double e = -1;
+            const bool fp8 = a.is_fp8();
+            const at::Tensor out = fp8 ? quant::observe_quantize_fp8_codes(a, w, fused, &e)
+                                   : k.format == exporter::fmt_name::int_quantized
+                                       ? quant::observe_quantize_int8_codes(a, w, fused, &e)
+                                       : quant::observe_quantize_pack_int32(a, w, fused, &e);
+            ASSERT_TRUE(out.defined()) << what;
+            EXPECT_TRUE(at::equal(fused.scale, qp.scale)) << what;
+            ASSERT_EQ(fused.zero_point.scalar_type(), qp.zero_point.scalar_type()) << what;
+            EXPECT_TRUE(at::equal(fused.zero_point, qp.zero_point)) << what;
+            const at::Tensor q = quant::quantize(a, w, qp);
+            if (k.format == exporter::fmt_name::pack_quantized)
+                EXPECT_TRUE(at::equal(out, quant::pack_int32(q, a.num_bits, 1))) << what;
+            else EXPECT_TRUE(at::equal(out, q)) << what;
+            const double expect =
+                (quant::fake_quantize(a, w, qp).to(at::kFloat) - w.to(at::kFloat)).pow(2).mean().item<double>();
+            EXPECT_NEAR(e, expect, 1e-5 * expect) << what;
+
+            quant::quant_scheme scheme;
+            scheme.weights = a;
+            const std::vector<saved_tensor> bare{{"weight", w, ""}};
+            const uint64_t before = fast_taken;
+            expect_same(compress(scheme, bare, dtype, true, nullptr, k.format),
+                        compress(scheme, bare, dtype, false, nullptr, k.format), what + " exported");
+            EXPECT_EQ(fast_taken - before, 1u) << what;
+            ++cases;
+        }
+    }
+    EXPECT_EQ(cases, 12);
+    // A block width that does not divide the columns is padded by the generic path.
+    quant::qparams unused;
+    EXPECT_FALSE(quant::observe_quantize_fp8_codes(fp8_args("block"), weight(40, 100, at::kBFloat16, 1), unused)
+                     .defined());
+}
+
 // A NaN quotient is left to the generic path, INT or FP8.
 TEST(export_fast, nan_weights_take_the_generic_path) {
     const std::pair<quant::quant_args, std::string> cases[] = {

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -273,6 +274,83 @@ TEST(MinMaxFast, MatchesAtenReductions) {
     EXPECT_FALSE(minmax_last_dim_fast(at::randn({1, 4, 6}).transpose(1, 2), a, b));
     EXPECT_FALSE(minmax_last_dim_fast(at::ones({1, 3, 4}, at::kInt), a, b));
     EXPECT_FALSE(minmax_last_dim_fast(at::randn({1, 0, 4}), a, b));
+    EXPECT_FALSE(a.defined());
+}
+
+// Block minima and maxima (minmax_blocks_fast, and the serial form the exporter calls on a band
+// of rows) against at::amin / at::amax over flatten_for_calibration's block layout (the weight
+// zero-padded to whole blocks, transposed): blocks cut short at the bottom and the right count the
+// padding's zeros, one-row and one-column blocks, NaN, infinities and signed zeros; a block strategy
+// observer gives the layout's qparams.
+TEST(MinMaxFast, BlocksMatchTheBlockLayout) {
+    struct shape {
+        int64_t rows, cols, bh, bw;
+    };
+    const shape shapes[] = {{64, 128, 16, 32}, {37, 100, 16, 32}, {5, 7, 8, 8}, {33, 65, 1, 1}, {130, 256, 128, 128}};
+    int compared = 0;
+    for (at::ScalarType t : {at::kFloat, at::kBFloat16, at::kHalf}) {
+        for (const shape &sh : shapes) {
+            for (bool special : {false, true}) {
+                // All-positive rows make the padding's zero the minimum of a cut-short block.
+                at::Tensor x = at::randn({sh.rows, sh.cols}).abs_().add_(0.5);
+                x.slice(0, 0, sh.rows / 2).neg_();
+                if (special) {
+                    at::Tensor flat = x.view({-1});
+                    flat[3] = std::numeric_limits<float>::quiet_NaN();
+                    flat[flat.numel() - 1] = std::numeric_limits<float>::infinity();
+                    flat[flat.numel() / 2] = -std::numeric_limits<float>::infinity();
+                    x.slice(0, 0, std::min<int64_t>(sh.rows, sh.bh)).slice(1, sh.cols - 1, sh.cols).fill_(-0.0);
+                }
+                x = x.to(t);
+                quant_args a;
+                a.num_bits = 8;
+                a.type = quant_type::float_;
+                a.strategy = quant_strategy::block;
+                a.block_structure = std::array<int, 2>{static_cast<int>(sh.bh), static_cast<int>(sh.bw)};
+                a = make_args(a);
+                const at::Tensor flat = flatten_for_calibration(a, x, observed_role::weight);
+                const at::Tensor rmn = at::amin(flat, {0, -1}), rmx = at::amax(flat, {0, -1});
+                at::Tensor mn, mx;
+                ASSERT_TRUE(minmax_blocks_fast(x, sh.bh, sh.bw, mn, mx));
+                const std::string what = std::string(c10::toString(t)) + " " + std::to_string(sh.rows) + "x" +
+                                         std::to_string(sh.cols) + " blocks " + std::to_string(sh.bh) + "x" +
+                                         std::to_string(sh.bw) + (special ? " special" : "");
+                ASSERT_EQ(mn.scalar_type(), t) << what;
+                ASSERT_EQ(mn.sizes(), rmn.sizes()) << what;
+                auto same = [&](const at::Tensor &u, const at::Tensor &v) {
+                    const at::Tensor a = u.to(at::kFloat), b = v.to(at::kFloat);
+                    return at::equal(a.isnan(), b.isnan()) && at::equal(a.nan_to_num(0), b.nan_to_num(0));
+                };
+                EXPECT_TRUE(same(mn, rmn)) << what;
+                EXPECT_TRUE(same(mx, rmx)) << what;
+                if (t != at::kHalf) {
+                    // The serial form: the same, into caller-owned arrays.
+                    at::Tensor smn = at::empty_like(mn), smx = at::empty_like(mx);
+                    if (t == at::kFloat)
+                        minmax_blocks_serial(x.data_ptr<float>(), sh.rows, sh.cols, sh.bh, sh.bw, smn.data_ptr<float>(),
+                                             smx.data_ptr<float>());
+                    else
+                        minmax_blocks_serial(x.data_ptr<c10::BFloat16>(), sh.rows, sh.cols, sh.bh, sh.bw,
+                                             smn.data_ptr<c10::BFloat16>(), smx.data_ptr<c10::BFloat16>());
+                    EXPECT_TRUE(same(smn, rmn)) << what << " serial";
+                    EXPECT_TRUE(same(smx, rmx)) << what << " serial";
+                }
+                if (!special) {
+                    // The observer takes this path: its qparams are those of the layout's range.
+                    const qparams qp = qparams_observe(a, x);
+                    const qparams expect = qparams_from_minmax(a, rmn, rmx);
+                    EXPECT_TRUE(at::equal(qp.scale, expect.scale)) << what;
+                }
+                ++compared;
+            }
+        }
+    }
+    EXPECT_EQ(compared, 3 * 5 * 2);
+    at::Tensor a, b;
+    EXPECT_FALSE(minmax_blocks_fast(at::randn({4, 6}).t(), 2, 2, a, b));
+    EXPECT_FALSE(minmax_blocks_fast(at::ones({4, 4}, at::kInt), 2, 2, a, b));
+    EXPECT_FALSE(minmax_blocks_fast(at::randn({0, 4}), 2, 2, a, b));
+    EXPECT_FALSE(minmax_blocks_fast(at::randn({2, 3, 4}), 2, 2, a, b));
     EXPECT_FALSE(a.defined());
 }
 

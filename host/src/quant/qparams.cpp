@@ -510,8 +510,15 @@ void observer::fold(at::Tensor &min_acc, at::Tensor &max_acc, const at::Tensor &
 
 void observer::observe(const at::Tensor &x, const at::Tensor *g_idx) {
     if (x.numel() == 0) return; // the reference skips empty values
-    const auto flat = flatten_for_calibration(args_, x, role_, g_idx);
     at::Tensor mn, mx;
+    // A block-strategy weight's block minima and maxima straight from x: flatten's layout is a
+    // padded, transposed copy of the whole weight.
+    if (!mse_ && role_ == observed_role::weight && args_.strategy == quant_strategy::block &&
+        minmax_blocks_fast(x, (*args_.block_structure)[0], (*args_.block_structure)[1], mn, mx)) {
+        fold(min_, max_, mn, mx);
+        return;
+    }
+    const auto flat = flatten_for_calibration(args_, x, role_, g_idx);
     at::Tensor imp_flat;
     if (imatrix_ && x.dim() == 2) {
         std::string why;

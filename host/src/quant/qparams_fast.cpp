@@ -15,19 +15,18 @@ namespace llmc::quant {
 
 namespace {
 
-// Group minima and maxima of n groups, then qparams_from_minmax's steps per group. X is the
-// weight's dtype: min and max are of it, and so is every op's result until the zero point's int8.
+// qparams_from_minmax's steps for n groups' minima and maxima. X is the weight's dtype: min and
+// max are of it, and so is every op's result until the zero point's int8 (zp null: a symmetric
+// FP8 zero point, zeros the caller has written).
 template <class X>
-bool observe_groups(const X *x, int64_t n, int64_t group, bool symmetric, float q_min, float q_max, float eps,
-                    X *scale, int8_t *zp) {
-    std::vector<X> mins(static_cast<size_t>(n)), maxs(static_cast<size_t>(n));
-    minmax_rows_serial(x, n, group, mins.data(), maxs.data());
+bool qparams_of_groups(const X *mins, const X *maxs, int64_t n, bool symmetric, float q_min, float q_max, float eps,
+                       X *scale, int8_t *zp) {
     // bit_range is float32 in compressed-tensors; ATen divides float32 values by the scalar as a
     // float32 (bf16 values widened first, as div_scalar does).
     const float bit_range = q_max - q_min, half_range = static_cast<float>(static_cast<double>(bit_range) / 2);
     const float eps_x = round_to<X>(eps);
     for (int64_t i = 0; i < n; ++i) {
-        float mn = to_float(mins[static_cast<size_t>(i)]), mx = to_float(maxs[static_cast<size_t>(i)]);
+        float mn = to_float(mins[i]), mx = to_float(maxs[i]);
         if (!std::isfinite(mn) || !std::isfinite(mx)) return false;
         // Zero is always in the range.
         mn = std::min(mn, 0.0f);
@@ -44,7 +43,7 @@ bool observe_groups(const X *x, int64_t n, int64_t group, bool symmetric, float 
         }
         if (s == 0) s = eps_x;
         scale[i] = X(s); // exact: s is a value of X
-        zp[i] = static_cast<int8_t>(z);
+        if (zp) zp[i] = static_cast<int8_t>(z);
     }
     return true;
 }
@@ -124,14 +123,50 @@ LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int o
 // observe_rows_minmax_applies but the observer's kind, which costs a map lookup or two.
 bool args_apply(const quant_args &a, at::ScalarType x) {
     if (x != at::kFloat && x != at::kBFloat16) return false;
-    if (a.type != quant_type::int_ || a.num_bits < 1 || a.num_bits > 8 || a.dynamic != dynamic_kind::static_)
-        return false;
-    if (!a.strategy || (*a.strategy != quant_strategy::channel && *a.strategy != quant_strategy::group)) return false;
-    if (*a.strategy == quant_strategy::group && (!a.group_size || *a.group_size <= 0)) return false;
+    if (a.dynamic != dynamic_kind::static_ || !a.strategy || is_mx(a)) return false;
+    const bool int8_zp = a.type == quant_type::int_ && a.num_bits >= 1 && a.num_bits <= 8 && a.zp_dtype == dtype_id::int8;
+    // A symmetric FP8 zero point: zeros rounded to FP8 by round_to_dtype, which returns float32.
+    const bool fp8 = a.is_fp8() && a.symmetric && a.zp_dtype == dtype_id::float8_e4m3fn;
+    if (!int8_zp && !fp8) return false;
+    switch (*a.strategy) {
+    case quant_strategy::channel: break;
+    case quant_strategy::group:
+        if (!a.group_size || *a.group_size <= 0) return false;
+        break;
+    case quant_strategy::block:
+        if (!a.block_structure || (*a.block_structure)[0] <= 0 || (*a.block_structure)[1] <= 0) return false;
+        break;
+    default: return false;
+    }
     if (a.actorder && canonical(*a.actorder) == actorder_kind::group) return false;
-    if (is_mx(a) || a.zp_dtype != dtype_id::int8) return false;
     const dtype_id xd = x == at::kFloat ? dtype_id::float32 : dtype_id::bfloat16;
     return !a.scale_dtype || *a.scale_dtype == xd;
+}
+
+// The blocks' or groups' minima and maxima of n rows, then their qparams.
+template <class X>
+bool observe_rows(const quant_args &a, const X *x, int64_t n, int64_t cols, X *scale, int8_t *zp) {
+    const auto [q_min, q_max] = quant_range(a);
+    const float eps = static_cast<float>(
+        dtype_eps(std::is_same<X, float>::value ? dtype_id::float32 : dtype_id::bfloat16));
+    int64_t count;
+    std::vector<X> mins, maxs;
+    if (*a.strategy == quant_strategy::block) {
+        const int64_t bh = (*a.block_structure)[0], bw = (*a.block_structure)[1];
+        count = (n + bh - 1) / bh * ((cols + bw - 1) / bw);
+        mins.resize(static_cast<size_t>(count));
+        maxs.resize(static_cast<size_t>(count));
+        minmax_blocks_serial(x, n, cols, bh, bw, mins.data(), maxs.data());
+    } else {
+        // Groups of a row are contiguous, so the rows are n * groups rows of `group` values.
+        const int64_t group = *a.strategy == quant_strategy::group ? *a.group_size : cols;
+        count = n * (cols / group);
+        mins.resize(static_cast<size_t>(count));
+        maxs.resize(static_cast<size_t>(count));
+        minmax_rows_serial(x, count, group, mins.data(), maxs.data());
+    }
+    return qparams_of_groups(mins.data(), maxs.data(), count, a.symmetric, static_cast<float>(q_min),
+                             static_cast<float>(q_max), eps, scale, zp);
 }
 
 } // namespace
@@ -192,21 +227,26 @@ bool observe_rows_minmax(const quant_args &a, const at::Tensor &rows, at::Tensor
     // The caller has asked observe_rows_minmax_applies, observer kind included, once per weight.
     if (rows.dim() != 2 || !rows.is_contiguous() || !args_apply(a, xt)) return false;
     const int64_t n = rows.size(0), cols = rows.size(1);
-    const int64_t group = *a.strategy == quant_strategy::group ? *a.group_size : cols;
-    if (cols == 0 || cols % group != 0) return false;
-    const int64_t groups = cols / group;
-    if (scale.scalar_type() != xt || zero_point.scalar_type() != at::kChar || !scale.is_contiguous() ||
-        !zero_point.is_contiguous() || scale.numel() != n * groups || zero_point.numel() != n * groups)
+    if (n == 0 || cols == 0) return false;
+    int64_t count;
+    if (*a.strategy == quant_strategy::block) {
+        const int64_t bh = (*a.block_structure)[0], bw = (*a.block_structure)[1];
+        count = (n + bh - 1) / bh * ((cols + bw - 1) / bw);
+    } else {
+        const int64_t group = *a.strategy == quant_strategy::group ? *a.group_size : cols;
+        if (cols % group != 0) return false;
+        count = n * (cols / group);
+    }
+    const bool int_zp = a.type == quant_type::int_;
+    if (scale.scalar_type() != xt || zero_point.scalar_type() != (int_zp ? at::kChar : at::kFloat) ||
+        !scale.is_contiguous() || !zero_point.is_contiguous() || scale.numel() != count ||
+        zero_point.numel() != count)
         return false;
-    const auto [q_min, q_max] = quant_range(a);
-    const double eps = dtype_eps(xt == at::kFloat ? dtype_id::float32 : dtype_id::bfloat16);
-    int8_t *zp = zero_point.data_ptr<int8_t>();
-    // Groups of a row are contiguous, so the block is n * groups rows of `group` values.
-    if (xt == at::kFloat)
-        return observe_groups(rows.data_ptr<float>(), n * groups, group, a.symmetric, static_cast<float>(q_min),
-                              static_cast<float>(q_max), static_cast<float>(eps), scale.data_ptr<float>(), zp);
-    return observe_groups(rows.data_ptr<c10::BFloat16>(), n * groups, group, a.symmetric, static_cast<float>(q_min),
-                          static_cast<float>(q_max), static_cast<float>(eps), scale.data_ptr<c10::BFloat16>(), zp);
+    int8_t *zp = nullptr;
+    if (int_zp) zp = zero_point.data_ptr<int8_t>();
+    else std::memset(zero_point.data_ptr(), 0, zero_point.nbytes()); // +0.0f
+    if (xt == at::kFloat) return observe_rows(a, rows.data_ptr<float>(), n, cols, scale.data_ptr<float>(), zp);
+    return observe_rows(a, rows.data_ptr<c10::BFloat16>(), n, cols, scale.data_ptr<c10::BFloat16>(), zp);
 }
 
 } // namespace llmc::quant

@@ -12,16 +12,19 @@
 
 namespace llmc::quant {
 
-// Whether observe_rows_minmax serves these (validated) args for weights of dtype x: INT of 1..8
-// bits, static, strategy channel or group, a memoryless min/max observer, zp_dtype int8,
-// scale_dtype unset or x's; x float32 or bfloat16. Its results then have qparams_observe's dtypes
-// and shapes: scale of x's dtype, zero point int8 (zeros when symmetric), both [rows, groups].
+// Whether observe_rows_minmax serves these (validated) args for weights of dtype x: static INT of
+// 1..8 bits with zp_dtype int8, or static symmetric FP8 E4M3 that is not MX; strategy channel,
+// group or block; a memoryless min/max observer; scale_dtype unset or x's; x float32 or bfloat16.
+// Its results then have qparams_observe's dtypes and shapes: scale of x's dtype, zero point int8
+// (INT; zeros when symmetric) or float32 zeros (FP8), both [rows, groups] or, for blocks,
+// [ceil(rows / bh), ceil(cols / bw)].
 bool observe_rows_minmax_applies(const quant_args &args, at::ScalarType x);
 
 // qparams_observe(args, rows, observed_role::weight).scale and .zero_point, bit for bit, for a
-// contiguous 2-D block `rows` whose columns split into whole groups, into `scale` and
-// `zero_point` (contiguous, [rows, groups], the dtypes above), on the calling thread: every step
-// of qparams_from_minmax replayed in float with the rounding of its ATen op. Returns false
+// contiguous 2-D block `rows` whose columns split into whole groups (blocks may be cut short by
+// its edges, as the weight's own are: the caller's block of rows starts at a multiple of bh), into
+// `scale` and `zero_point` (contiguous, the shapes and dtypes above), on the calling thread: every
+// step of qparams_from_minmax replayed in float with the rounding of its ATen op. Returns false
 // (leaving the outputs' contents unspecified) when a group holds a NaN or an infinity, or is all
 // zeros with asymmetric args (a 0/0 zero point): the generic path decides what those mean.
 bool observe_rows_minmax(const quant_args &args, const at::Tensor &rows, at::Tensor &scale, at::Tensor &zero_point);

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace llmc::quant {
@@ -480,11 +481,25 @@ at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, con
     return r;
 }
 
-// Rows in blocks of ~256 KiB, each read once (from `read` into a buffer of this thread's when it
-// can, else from the weight), observed into *observed when no qparams are `given`, then quantized
-// from cache: packed into int32 words (INT) or with `int_codes` as int8 values, as uint8 codes
-// (FP8) or packed uint8 codes (FP4). The caller has checked that blocks of rows quantize as the
-// whole weight does.
+// Rows of block qparams t ([ceil(n / bh), k], contiguous) repeated down their bh rows each, for
+// a block of n rows: [n, k] in `buffer` (made on first use, at least `capacity` rows).
+at::Tensor spread_rows(const at::Tensor &t, int64_t bh, int64_t n, int64_t capacity, at::Tensor &buffer) {
+    if (!t.defined()) return t;
+    if (!buffer.defined()) buffer = at::empty({std::max(n, capacity), t.size(1)}, t.options());
+    const at::Tensor out = buffer.slice(0, 0, n);
+    const int64_t row_bytes = t.size(1) * t.element_size();
+    const char *src = static_cast<const char *>(t.data_ptr());
+    char *dst = static_cast<char *>(out.data_ptr());
+    for (int64_t r = 0; r < n; ++r) std::memcpy(dst + r * row_bytes, src + r / bh * row_bytes, row_bytes);
+    return out;
+}
+
+// Rows in blocks of ~256 KiB (whole bands of bh rows for block strategy), each read once (from
+// `read` into a buffer of this thread's when it can, else from the weight), observed into
+// *observed when no qparams are `given`, then quantized from cache: packed into int32 words (INT)
+// or with `int_codes` as int8 values, as uint8 codes (FP8) or packed uint8 codes (FP4). The caller
+// has checked that blocks of rows quantize as the whole weight does; `given` block-strategy
+// qparams come spread over the rows (block_rows).
 at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparams *given, const row_reader &read,
                           qparams *observed, double *mean_squared_error, bool int_codes = false) {
     const bool fp8 = w.is_fp8(), fp4 = w.is_fp4();
@@ -493,8 +508,10 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     // At most ~256 KiB, and at least one block per thread, so a small weight is split too (inside
     // the pool the row loops below run serially).
     const int64_t threads = at::get_num_threads();
-    const int64_t block = std::max<int64_t>(
-        1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
+    int64_t block = std::max<int64_t>(1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
+    // Observed block qparams need each block of rows to hold whole bands of the blocks' bh rows.
+    const int64_t band = !given && *w.strategy == quant_strategy::block ? (*w.block_structure)[0] : 0;
+    if (band) block = (block + band - 1) / band * band;
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
     const auto opts = at::TensorOptions();
@@ -507,9 +524,14 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     const bool direct = !given && observe_rows_minmax_applies(w, x.scalar_type());
     at::Tensor scale_all, zero_point_all;
     if (direct) {
-        const int64_t groups = *w.strategy == quant_strategy::group ? cols / *w.group_size : 1;
-        scale_all = at::empty({rows, groups}, x.options());
-        zero_point_all = at::empty({rows, groups}, x.options().dtype(at::kChar));
+        int64_t n = rows, groups = *w.strategy == quant_strategy::group ? cols / *w.group_size : 1;
+        if (band) {
+            n = (rows + band - 1) / band;
+            groups = (cols + (*w.block_structure)[1] - 1) / (*w.block_structure)[1];
+        }
+        scale_all = at::empty({n, groups}, x.options());
+        // observe_rows_minmax's zero point: int8 for INT, float32 zeros for FP8.
+        zero_point_all = at::empty({n, groups}, x.options().dtype(w.type == quant_type::int_ ? at::kChar : at::kFloat));
     }
     std::vector<at::Tensor> scales(static_cast<size_t>(blocks)), zero_points(static_cast<size_t>(blocks));
     std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
@@ -520,7 +542,7 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     std::atomic<int64_t> next{0};
     const int workers = static_cast<int>(std::min(threads, blocks));
     work_pool_run(workers, [&](int) {
-        at::Tensor buffer;
+        at::Tensor buffer, row_scale, row_zero_point;
         if (read) buffer = at::empty({block, cols}, x.options());
         for (int64_t b = next++; b < blocks && !failed; b = next++) {
             const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
@@ -528,8 +550,9 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
             if (read && read(r0, r1, buffer.data_ptr())) part = buffer.slice(0, 0, r1 - r0);
             qparams q;
             if (direct) {
-                q.scale = scale_all.slice(0, r0, r1);
-                q.zero_point = zero_point_all.slice(0, r0, r1);
+                const int64_t q0 = band ? r0 / band : r0, q1 = band ? (r1 + band - 1) / band : r1;
+                q.scale = scale_all.slice(0, q0, q1);
+                q.zero_point = zero_point_all.slice(0, q0, q1);
                 if (!observe_rows_minmax(w, part, q.scale, q.zero_point)) {
                     const qparams generic = qparams_observe(w, part, observed_role::weight);
                     q.scale.copy_(generic.scale);
@@ -545,7 +568,14 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
             // A symmetric zero point is zero, and adding zero changes no INT code or error (a -0
             // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8 and
             // FP4 keep them: -0 and +0 have different codes.
-            const qparams packed{q.scale, w.symmetric && !fp8 && !fp4 ? at::Tensor() : q.zero_point, {}};
+            qparams packed{q.scale, w.symmetric && !fp8 && !fp4 ? at::Tensor() : q.zero_point, {}};
+            if (band) {
+                // The loops take a scale per row and group of bw columns (fused_group).
+                packed.scale = spread_rows(packed.scale.contiguous(), band, r1 - r0, block, row_scale);
+                if (packed.zero_point.defined())
+                    packed.zero_point =
+                        spread_rows(packed.zero_point.contiguous(), band, r1 - r0, block, row_zero_point);
+            }
             double e = 0;
             double *ep = mean_squared_error ? &e : nullptr;
             const at::Tensor slice = out.slice(0, r0, r1);
@@ -586,14 +616,21 @@ bool blockwise_applies(const at::Tensor &weight, const qparams &qp, const at::Te
 }
 
 // observe_quantize_pack_int32's and observe_quantize_fp8_codes's common checks: static args of
-// strategy channel or group (not regrouped by g_idx) observed by min/max, and a 2-D weight.
+// strategy channel, group (not regrouped by g_idx) or block observed by min/max, and a 2-D weight.
 bool observe_blockwise_applies(const quant_args &w, const at::Tensor &weight) {
     if (w.is_dynamic() || weight.dim() != 2) return false;
-    if (*w.strategy != quant_strategy::channel && *w.strategy != quant_strategy::group) return false;
+    const quant_strategy s = *w.strategy;
+    if (s != quant_strategy::channel && s != quant_strategy::group && s != quant_strategy::block) return false;
     if (w.actorder && canonical(*w.actorder) == actorder_kind::group) return false; // columns regrouped by g_idx
     if (observer(w, observed_role::weight).kind() != "memoryless_minmax") return false;
     const int64_t rows = weight.size(0), cols = weight.size(1);
-    return rows > 0 && cols > 0 && (*w.strategy != quant_strategy::group || cols % w.group_size.value_or(0) == 0);
+    if (rows <= 0 || cols <= 0) return false;
+    if (s == quant_strategy::group) return cols % w.group_size.value_or(0) == 0;
+    // Blocks whose width divides the columns (the loops do not pad); bands of rows may end short.
+    if (s == quant_strategy::block)
+        return w.block_structure && (*w.block_structure)[0] > 0 && (*w.block_structure)[1] > 0 &&
+               cols % (*w.block_structure)[1] == 0;
+    return true;
 }
 
 } // namespace

@@ -30,8 +30,9 @@ at::Tensor quantize_pack_int32(const quant_args &args, const at::Tensor &weight,
 // qparams_observe(args, weight) then quantize_pack_int32 with them, in blocks of rows that stay
 // in cache between the two: one pass over the weight's memory instead of two. Only where a block
 // of rows observes exactly as the whole weight does: INT args of 1..8 bits, static, strategy
-// channel or group without activation-order groups, a min/max observer (the MSE search stops when
-// no group of the whole tensor improves, so it is not blockwise). On success `qp` gets the qparams
+// channel, group without activation-order groups, or block (in whole bands of its rows; its width
+// dividing the columns), a memoryless min/max observer (the MSE search stops when no group of the
+// whole tensor improves, so it is not blockwise). On success `qp` gets the qparams
 // qparams_observe gives; otherwise an undefined tensor and `qp` is left alone.
 at::Tensor observe_quantize_pack_int32(const quant_args &args, const at::Tensor &weight, qparams &qp,
                                        double *mean_squared_error = nullptr, const row_reader &read = {});
