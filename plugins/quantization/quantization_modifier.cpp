@@ -3,7 +3,8 @@
 // subgraph's end the activation and weight qparams of its modules are stored as
 // compressed-tensors buffers (weights themselves stay as they are: the exporter quantizes them
 // with these qparams), or the weight qparams are left to the host where it can compute them
-// from the weight alone; fake-quantization is switched on when calibration ends.
+// from the weight alone, or observed and stored by the host; fake-quantization is switched on
+// when calibration ends.
 #include "../common/activation_calibration.hpp"
 #include "../common/imatrix_inputs.hpp"
 #include "../common/weight_qparams.hpp"
@@ -12,6 +13,7 @@
 #include <llmc/sdk/torch.hpp>
 
 #include <chrono>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -87,7 +89,7 @@ class quantization_modifier : public llmc::sdk::modifier {
             host().report(m, "time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
             done_.insert(m);
         }
-        todo = eager;
+        todo = host_observed(eager);
         if (todo.empty()) return;
         const auto t0 = std::chrono::steady_clock::now();
         const auto qparams =
@@ -108,6 +110,48 @@ class quantization_modifier : public llmc::sdk::modifier {
             host().report(m, "time_s", secs);
             done_.insert(m);
         }
+    }
+
+    // Weight qparams of `modules` observed and stored by the host (weight_qparams_store): it reads
+    // each weight once from its file, and observes a complete tensor_group partner set (NVFP4's
+    // q/k/v, gate/up: one global scale) without the concatenated copy. Returns the modules left
+    // to observe here (imatrix_mse observers, which hold the inputs; a host before ABI 1.3).
+    std::vector<std::string> host_observed(const std::vector<std::string> &modules) {
+        std::vector<std::vector<std::string>> calls;
+        std::map<std::string, std::vector<std::string>> sets;
+        std::vector<std::string> rest;
+        for (const auto &m : modules) {
+            if (imatrix_.observer_of(m) != nullptr) {
+                rest.push_back(m);
+                continue;
+            }
+            const json &args = (*mixin_.scheme_of(m))["weights"];
+            const std::string key = strategy_of(args) == "tensor_group" ? fused_key(m) : "";
+            if (key.empty()) calls.push_back({m});
+            else sets[key].push_back(m);
+        }
+        // Incomplete sets, or partners whose args differ, are observed one by one.
+        for (const auto &[key, members] : sets) {
+            bool together = members.size() == fused_size(key);
+            for (const auto &m : members)
+                together = together && (*mixin_.scheme_of(m))["weights"] == (*mixin_.scheme_of(members.front()))["weights"];
+            if (together) calls.push_back(members);
+            else
+                for (const auto &m : members) calls.push_back({m});
+        }
+        for (const auto &call : calls) {
+            const auto t0 = std::chrono::steady_clock::now();
+            if (!host().weight_qparams_store(call)) {
+                rest.insert(rest.end(), call.begin(), call.end());
+                continue;
+            }
+            const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            for (const auto &m : call) {
+                host().report(m, "time_s", secs / static_cast<double>(call.size()));
+                done_.insert(m);
+            }
+        }
+        return rest;
     }
 
     quantization_mixin mixin_;

@@ -24,6 +24,7 @@ FROZEN(llmc_quant_api_t, quantization_enable, 48);
 FROZEN(llmc_quant_api_t, observer_destroy, 80);
 FROZEN(llmc_quant_api_t, observer_observe_input, 88); /* 1.1 */
 FROZEN(llmc_quant_api_t, weight_qparams_defer, 96); /* 1.2 */
+FROZEN(llmc_quant_api_t, weight_qparams_store, 104); /* 1.3 */
 FROZEN(llmc_replay_api_t, replay_batch_count, 24);
 _Static_assert(sizeof(llmc_modifier_descriptor_t) == 152, "descriptor size changed");
 FROZEN(llmc_host_t, report, 96);

@@ -39,14 +39,14 @@ struct run_result {
 };
 
 run_result run_probe(const test::temp_dir &dir, const std::string &fields, const std::string &pipeline,
-                     bool with_data = true) {
+                     bool with_data = true, const std::string &extra_args = "") {
     const std::string recipe = dir / ("recipe-" + pipeline + ".yaml");
     test::write_file(recipe, "probe_stage:\n  probe_modifiers:\n    ServicesProbeModifier:\n      trace_path: " +
                                  (dir / ("trace-" + pipeline)) + "\n      report_path: " + (dir / ("report-" + pipeline)) +
                                  "\n" + fields);
     std::string cmd = std::string(LLMC_HOST_EXE) + " --plugins " + LLMC_TEST_PLUGIN_DIR + " --recipe " + recipe +
                       " --model " + test::stories_dir() + " --output " + (dir / ("out-" + pipeline)) +
-                      " --pipeline " + pipeline + " --log-level warn";
+                      " --pipeline " + pipeline + " --log-level warn" + extra_args;
     if (with_data) cmd += " --dataset " + write_dataset(dir);
     run_result r;
     r.cmd = test::run_command(cmd);
@@ -105,6 +105,12 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
     EXPECT_EQ(rep["defer_taken"], true);
     EXPECT_EQ(rep["defer_settles_as_eager"], true);
     EXPECT_EQ(rep["defer_unattached"], "NOT_FOUND");
+    // Weight qparams the host observes and stores are those of an eager observe-and-store.
+    EXPECT_EQ(rep["store_set"], json::array({"model.layers.0.self_attn.q_proj"}));
+    EXPECT_EQ(rep["store_taken"], true);
+    EXPECT_EQ(rep["store_as_eager"], true);
+    EXPECT_EQ(rep["store_twice"], "INVALID_ARG");
+    EXPECT_EQ(rep["store_unattached"], "NOT_FOUND");
     // Hooks fire in the calibration pass only (4 batches), never in the propagation pass, and a
     // removed hook never fires.
     for (const auto &m : rep["matched"]) {
@@ -148,6 +154,28 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
     const std::string saved = test::read_file(dir / "out-independent/recipe.yaml");
     EXPECT_NE(saved.find("probe_stage:"), std::string::npos) << saved;
     EXPECT_NE(saved.find("scheme: W8A8"), std::string::npos) << saved;
+}
+
+// A tensor_group partner set (NVFP4's q/k/v) the host observes as one is stored as an eager
+// observe of the three weights' rows concatenated leaves: each its own rows' scales, all one
+// global scale, passed through the weights' dtype (bf16 here, so that rounding shows; a real
+// plugin through the ABI; the probe compares).
+TEST(lifecycle, host_stores_a_tensor_group_partner_set_as_observed_together) {
+    LLMC_REQUIRE_SHARED();
+    test::temp_dir dir("store");
+    auto r = run_probe(dir,
+                       "      needs_data: false\n      scheme: NVFP4A16\n"
+                       "      targets: [\"re:.*self_attn[.][qkv]_proj$\"]\n",
+                       "datafree", false, " --dtype bfloat16");
+    ASSERT_EQ(r.cmd.exit_code, 0) << r.cmd.output;
+    const json &rep = r.report;
+    ASSERT_FALSE(rep.is_discarded());
+    EXPECT_EQ(rep["scheme"]["weights"]["strategy"], "tensor_group");
+    EXPECT_EQ(rep["store_set"], json::array({"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                                             "model.layers.0.self_attn.v_proj"}));
+    EXPECT_EQ(rep["store_taken"], true);
+    EXPECT_EQ(rep["store_as_eager"], true);
+    EXPECT_EQ(rep["store_twice"], "INVALID_ARG");
 }
 
 TEST(lifecycle, each_pipeline_sends_its_events) {

@@ -167,6 +167,7 @@ class services_probe : public llmc::sdk::modifier {
         auto params = h.tensor_names(m, LLMC_TENSOR_PARAMETER);
         report_["params_of_first"] = params;
         check_weight_qparams_defer(m);
+        check_weight_qparams_store();
         // Replay is only open during SEQUENTIAL_EPOCH_END.
         try {
             h.replay_run(m, {}, [](size_t, const DLTensor &) {});
@@ -203,6 +204,69 @@ class services_probe : public llmc::sdk::modifier {
         } catch (const status_error &e) {
             report_["defer_unattached"] = e.code() == LLMC_ERR_NOT_FOUND ? "NOT_FOUND" : "other";
         }
+    }
+
+    // weight_qparams_store (ABI 1.3): the host stores what an eager observe of the modules' rows
+    // concatenated, then tensor_set, leaves: the first target alone, or with a tensor_group
+    // scheme the first three (q/k/v of layer 0) as one partner set sharing a global scale. What
+    // was stored before is put back afterwards.
+    void check_weight_qparams_store() {
+        const auto &h = host();
+        const json args = json::parse(h.scheme_get(matched_[0]))["weights"];
+        std::vector<std::string> set = {matched_[0]};
+        if (args.value("strategy", std::string()) == "tensor_group" && matched_.size() >= 3)
+            set = {matched_[0], matched_[1], matched_[2]};
+        report_["store_set"] = set;
+        const char *names[] = {"weight_scale", "weight_zero_point", "weight_global_scale"};
+        std::map<std::string, at::Tensor> saved;
+        for (const auto &m : set)
+            for (const auto &b : h.tensor_names(m, LLMC_TENSOR_BUFFER))
+                for (const char *n : names)
+                    if (b == n) saved[m + "|" + n] = llmc::sdk::tensor_get(h, m, n).clone();
+        std::vector<at::Tensor> ws;
+        for (const auto &m : set) ws.push_back(llmc::sdk::tensor_get(h, m, "weight"));
+        auto obs = h.make_observer(args.dump(), LLMC_OBSERVE_WEIGHT);
+        const at::Tensor all = at::cat(ws, 0);
+        llmc::sdk::dl_view av(all);
+        obs->observe(av.get());
+        auto q = obs->qparams();
+        const at::Tensor scale = llmc::sdk::to_tensor(std::move(q.scale));
+        const at::Tensor gs = llmc::sdk::to_tensor(std::move(q.global_scale));
+        report_["store_taken"] = h.weight_qparams_store(set);
+        bool same = true;
+        int64_t row = 0;
+        for (size_t i = 0; i < set.size(); ++i) {
+            const int64_t rows = ws[i].size(0);
+            const at::ScalarType dt = ws[i].scalar_type();
+            const at::Tensor stored = llmc::sdk::tensor_get(h, set[i], "weight_scale");
+            same = same && stored.scalar_type() == dt && at::equal(stored, scale.slice(0, row, row + rows).to(dt));
+            if (gs.defined())
+                same = same && at::equal(llmc::sdk::tensor_get(h, set[i], "weight_global_scale"),
+                                         gs.to(dt).to(at::kFloat));
+            row += rows;
+        }
+        report_["store_as_eager"] = same;
+        auto code_of = [&](const std::vector<std::string> &mods) -> std::string {
+            try {
+                h.weight_qparams_store(mods);
+                return "none";
+            } catch (const status_error &e) {
+                return e.code() == LLMC_ERR_NOT_FOUND     ? "NOT_FOUND"
+                       : e.code() == LLMC_ERR_INVALID_ARG ? "INVALID_ARG"
+                                                          : "other";
+            }
+        };
+        report_["store_twice"] = code_of({matched_[0], matched_[0]});
+        report_["store_unattached"] = code_of({h.module(0).name});
+        for (const auto &m : set)
+            for (const char *n : names) {
+                auto it = saved.find(m + "|" + n);
+                if (it != saved.end()) llmc::sdk::tensor_set(h, m, n, it->second);
+                else {
+                    const auto now = h.tensor_names(m, LLMC_TENSOR_BUFFER);
+                    if (std::find(now.begin(), now.end(), n) != now.end()) h.tensor_remove(m, n);
+                }
+            }
     }
 
     bool on_finalize() override {

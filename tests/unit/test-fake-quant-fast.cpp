@@ -4,6 +4,7 @@
 #include "quant/args.h"
 #include "quant/fake_quant_fast.h"
 #include "quant/minmax_fast.h"
+#include "quant/observe_joined.h"
 #include "quant/presets.h"
 #include "quant/qparams.h"
 #include "quant/qparams_fast.h"
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 using namespace llmc::quant;
 using json = nlohmann::json;
@@ -352,6 +354,91 @@ TEST(MinMaxFast, BlocksMatchTheBlockLayout) {
     EXPECT_FALSE(minmax_blocks_fast(at::randn({0, 4}), 2, 2, a, b));
     EXPECT_FALSE(minmax_blocks_fast(at::randn({2, 3, 4}), 2, 2, a, b));
     EXPECT_FALSE(a.defined());
+}
+
+// Several weights observed as one (qparams_observe_joined, the host's weight_qparams_store): the
+// qparams of one fresh observer given their rows concatenated, cut back per weight, bit for bit.
+// NVFP4 partner sets (q/k/v shapes) in every float dtype with zero and -0 groups and groups on
+// the FP8 scale grid's rounding points; rows through a reader (the weight's memory poisoned) or a
+// declining one; a single INT group weight; and an MSE observer, which concatenates instead.
+TEST(ObserveJoined, MatchesObservingTheConcatenation) {
+    const quant_args nvfp4 = preset_scheme("NVFP4A16", {"Linear"}).weights.value();
+    ASSERT_EQ(nvfp4.strategy, quant_strategy::tensor_group);
+    quant_args mse = nvfp4;
+    mse.observer = "memoryless_mse";
+    mse = make_args(mse);
+    quant_args int4;
+    int4.num_bits = 4;
+    int4.symmetric = false;
+    int4.strategy = quant_strategy::group;
+    int4.group_size = 32;
+    int4 = make_args(int4);
+    int compared = 0;
+    for (at::ScalarType t : {at::kBFloat16, at::kFloat, at::kHalf}) {
+        for (const quant_args *a : std::vector<const quant_args *>{&nvfp4, &mse, &int4}) {
+            const bool single = a == &int4;
+            std::vector<at::Tensor> ws;
+            for (int64_t rows : single ? std::vector<int64_t>{70} : std::vector<int64_t>{96, 32, 32}) {
+                at::Tensor w = at::randn({rows, 128}) * at::pow(10.0, at::linspace(-3, 3, rows).unsqueeze(1));
+                w.index_put_({1, at::indexing::Slice(0, 16)}, 0.0);
+                w.index_put_({2, at::indexing::Slice(16, 32)}, -0.0);
+                ws.push_back(w.to(t));
+            }
+            observer obs(*a, observed_role::weight);
+            obs.observe(ws.size() == 1 ? ws.front() : at::cat(ws, 0));
+            const qparams expect = obs.get_qparams();
+            std::vector<at::Tensor> copies, poisoned;
+            for (const auto &w : ws) {
+                copies.push_back(w.clone());
+                poisoned.push_back(at::full_like(w, 3e4));
+            }
+            std::vector<row_reader> from_copies, declining;
+            int calls = 0;
+            for (const auto &c : copies) {
+                from_copies.push_back([&calls, c](int64_t r0, int64_t r1, void *dst) {
+                    ++calls;
+                    std::memcpy(dst, static_cast<const char *>(c.data_ptr()) + r0 * c.size(1) * c.element_size(),
+                                static_cast<size_t>((r1 - r0) * c.size(1) * c.element_size()));
+                    return true;
+                });
+                declining.push_back([](int64_t, int64_t, void *) { return false; });
+            }
+            const std::string what = std::string(c10::toString(t)) + (a == &mse ? " mse" : single ? " int4" : " nvfp4");
+            for (int route = 0; route < 3; ++route) {
+                const bool mse_route = a == &mse;
+                if (route == 1 && mse_route) continue; // MSE concatenates the weights' memory
+                const std::vector<qparams> got = route == 0   ? qparams_observe_joined(*a, ws)
+                                                 : route == 1 ? qparams_observe_joined(*a, poisoned, from_copies)
+                                                              : qparams_observe_joined(*a, ws, declining);
+                ASSERT_EQ(got.size(), ws.size()) << what;
+                int64_t row = 0;
+                for (size_t i = 0; i < ws.size(); ++i) {
+                    const int64_t rows = ws[i].size(0);
+                    const std::string which = what + " route " + std::to_string(route) + " weight " + std::to_string(i);
+                    const at::Tensor es = single ? expect.scale : expect.scale.slice(0, row, row + rows);
+                    ASSERT_EQ(got[i].scale.scalar_type(), es.scalar_type()) << which;
+                    EXPECT_TRUE(at::equal(got[i].scale, es)) << which;
+                    if (expect.zero_point.defined()) {
+                        const at::Tensor ez = single ? expect.zero_point : expect.zero_point.slice(0, row, row + rows);
+                        EXPECT_TRUE(at::equal(got[i].zero_point, ez)) << which;
+                    }
+                    EXPECT_EQ(got[i].global_scale.defined(), expect.global_scale.defined()) << which;
+                    if (expect.global_scale.defined())
+                        EXPECT_TRUE(at::equal(got[i].global_scale, expect.global_scale)) << which;
+                    row += rows;
+                }
+                ++compared;
+            }
+            if (a != &mse) EXPECT_GT(calls, 0) << what << ": the reader served the rows";
+        }
+    }
+    EXPECT_EQ(compared, 3 * (3 + 2 + 3));
+    // Several weights whose scale is not per row cannot be cut back.
+    quant_args tensor;
+    tensor.num_bits = 8;
+    tensor.strategy = quant_strategy::tensor;
+    tensor = make_args(tensor);
+    EXPECT_THROW(qparams_observe_joined(tensor, {at::randn({4, 8}), at::randn({4, 8})}), std::exception);
 }
 
 // NVFP4's local scales from group minima and maxima (qparams_from_minmax's FP4 loop) against the

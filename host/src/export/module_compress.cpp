@@ -2,16 +2,16 @@
 
 #include "export/formats.h"
 #include "export/tensor_codec.h"
-#include "io/file_regions.h"
+#include "io/weight_rows.h"
 #include "quant/packing.h"
 #include "quant/qparams.h"
 #include "quant/quantize_pack.h"
 #include "util/error.h"
-
-#include <unistd.h>
+#include "util/work_pool.h"
 
 #include <atomic>
 #include <map>
+#include <optional>
 
 namespace llmc::exporter {
 
@@ -92,26 +92,6 @@ double mean_squared_difference(const at::Tensor &a, const at::Tensor &b) {
     return (a.to(at::kFloat) - b.to(at::kFloat)).pow(2).sum(at::kDouble).item<double>() / static_cast<double>(a.numel());
 }
 
-// Reads rows of a weight that is still its checkpoint's bytes from the file, through a buffer
-// that stays in cache (io/file_regions.h); none for any other weight.
-quant::row_reader file_row_reader(const at::Tensor &weight) {
-    if (weight.dim() != 2 || !weight.is_contiguous() || !weight.device().is_cpu() || weight.numel() == 0) return {};
-    const auto src = file_range_clean(weight.data_ptr(), weight.nbytes());
-    if (!src) return {};
-    const uint64_t row_bytes = static_cast<uint64_t>(weight.size(1)) * weight.element_size();
-    return [src = *src, row_bytes](int64_t r0, int64_t r1, void *dst) {
-        const uint64_t want = static_cast<uint64_t>(r1 - r0) * row_bytes;
-        uint64_t done = 0;
-        while (done < want) {
-            const ssize_t n = ::pread(src.fd, static_cast<char *>(dst) + done, want - done,
-                                      static_cast<off_t>(src.offset + static_cast<uint64_t>(r0) * row_bytes + done));
-            if (n <= 0) return false; // the mapping still has the bytes
-            done += static_cast<uint64_t>(n);
-        }
-        return true;
-    };
-}
-
 void add_weight(output &out, const std::string &module_name, const quant_args &w, const std::string &format,
                 const tensor_set &in, at::ScalarType model_dtype, const at::Tensor *global_scale, double *error) {
     const at::Tensor *weight = in.get("weight");
@@ -136,7 +116,7 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
     const bool fast = fast_int || fast_int8 || fast_fp8 || fast_fp4;
     quant::qparams qp;
     at::Tensor fused;
-    const quant::row_reader read = fast ? file_row_reader(*weight) : quant::row_reader();
+    const quant::row_reader read = fast ? weight_rows_reader(*weight) : quant::row_reader();
     if (fast && !in.get("weight_scale") && !g_idx && !global_scale)
         fused = fast_int    ? quant::observe_quantize_pack_int32(w, *weight, qp, error, read)
                 : fast_int8 ? quant::observe_quantize_int8_codes(w, *weight, qp, error, read)
@@ -150,6 +130,10 @@ void add_weight(output &out, const std::string &module_name, const quant_args &w
         if (fast_fp4) fused = quant::quantize_fp4_packed(w, *weight, qp, error, read);
     }
     if (fused.defined()) ++fast_paths_taken;
+    // After a fused pass only small tensors are left (scales, zero points): ATen's threads would
+    // wake for them and spin beside the next weight's pass.
+    std::optional<serial_aten_ops> small;
+    if (fused.defined()) small.emplace();
     const at::Tensor packed = fast_int ? fused : at::Tensor();
     const at::Tensor q =
         fused.defined() ? (fast_int8 || fast_fp8 ? fused : at::Tensor()) : quant::quantize(w, *weight, qp, g_idx);

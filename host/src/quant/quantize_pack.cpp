@@ -284,7 +284,10 @@ template <class K>
 bool fused_rows_run(const at::Tensor &x, const at::Tensor &zp, double *mean_squared_error, K kernel) {
     const int64_t rows = x.size(0), cols = x.size(1);
     at::Tensor zx;
-    if (zp.defined()) zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
+    if (zp.defined()) {
+        serial_aten_ops small;
+        zx = zp.to(x.scalar_type()).to(at::kFloat).contiguous();
+    }
     const float *zpp = zx.defined() ? zx.data_ptr<float>() : nullptr;
     std::atomic<bool> nan{false};
     std::vector<double> row_error(mean_squared_error ? static_cast<size_t>(rows) : 0);
@@ -507,7 +510,7 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     const int64_t row_bytes = cols * x.element_size();
     // At most ~256 KiB, and at least one block per thread, so a small weight is split too (inside
     // the pool the row loops below run serially).
-    const int64_t threads = at::get_num_threads();
+    const int64_t threads = work_pool_threads();
     int64_t block = std::max<int64_t>(1, std::min((int64_t{256} << 10) / row_bytes, (rows + threads - 1) / threads));
     // Observed block qparams need each block of rows to hold whole bands of the blocks' bh rows.
     const int64_t band = !given && *w.strategy == quant_strategy::block ? (*w.block_structure)[0] : 0;
@@ -700,7 +703,11 @@ at::Tensor quantize_fp4_packed(const quant_args &w, const at::Tensor &weight, co
                                double *mean_squared_error, const row_reader &read) {
     if (!w.is_fp4() || weight.dim() != 2 || !qp.scale.defined()) return {};
     // quantize_values divides x by scale / global_scale: the same tensor op here, once.
-    const qparams divided{qp.global_scale.defined() ? qp.scale / qp.global_scale : qp.scale, qp.zero_point, {}};
+    qparams divided;
+    {
+        serial_aten_ops small;
+        divided = {qp.global_scale.defined() ? qp.scale / qp.global_scale : qp.scale, qp.zero_point, {}};
+    }
     if (!blockwise_applies(weight, divided, nullptr)) return {};
     return pack_in_blocks(w, weight.contiguous(), &divided, read, nullptr, mean_squared_error);
 }

@@ -1,18 +1,22 @@
 #include "session/host_services.h"
 
+#include "io/weight_rows.h"
 #include "plugin/host_sink.h"
 #include "quant/args.h"
+#include "quant/observe_joined.h"
 #include "quant/presets.h"
 #include "quant/qparams.h"
 #include "session/modifier_instance.h"
 #include "session/session.h"
 #include "util/error.h"
+#include "util/work_pool.h"
 
 #include <ATen/DLConvertor.h>
 #include <llmc/sdk/torch.hpp>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -459,6 +463,66 @@ llmc_status_t quant_weight_qparams_defer(const llmc_host_t *h, const char *modul
     });
 }
 
+llmc_status_t quant_weight_qparams_store(const llmc_host_t *h, const char *const *modules, size_t count,
+                                         llmc_error_sink_t *err) {
+    return guard(err, [&]() -> llmc_status_t {
+        if (modules == nullptr || count == 0) raise(LLMC_ERR_INVALID_ARG, "no modules given");
+        session &s = session_of(h);
+        std::vector<std::string> names;
+        quant_args args;
+        for (size_t k = 0; k < count; ++k) {
+            const std::string name = str(modules[k], "module");
+            module_index_of(h, name.c_str()); // NOT_FOUND for a name the model lacks
+            if (std::find(names.begin(), names.end(), name) != names.end())
+                raise(LLMC_ERR_INVALID_ARG, fmt::format("module '{}' is given twice", name));
+            const std::string *json = s.scheme_of(name);
+            if (json == nullptr) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no quantization scheme", name));
+            const quant_scheme scheme = scheme_from_json(nlohmann::json::parse(*json), name);
+            auto unsupported = [&](const std::string &why) {
+                raise(LLMC_ERR_UNSUPPORTED, fmt::format("module '{}': the host cannot observe its weights: {}", name, why));
+            };
+            if (!scheme.weights) unsupported("its scheme quantizes no weights");
+            const quant_args &w = *scheme.weights;
+            if (w.is_dynamic()) unsupported("dynamic weights have no stored qparams");
+            if (observer(w, observed_role::weight).kind() == "imatrix_mse") unsupported("imatrix_mse needs the module's inputs");
+            if (k == 0) args = w;
+            else if (!(w == args))
+                raise(LLMC_ERR_INVALID_ARG,
+                      fmt::format("module '{}': its weights args differ from those of '{}', observed with it", name,
+                                  names.front()));
+            names.push_back(name);
+        }
+        if (count > 1 && args.strategy != quant_strategy::tensor_group)
+            raise(LLMC_ERR_INVALID_ARG, fmt::format("modules observed together must be a tensor_group partner set; "
+                                                    "'{}' has strategy {}",
+                                                    names.front(), to_string(*args.strategy)));
+        std::vector<llmc::module *> mods;
+        std::vector<at::Tensor> weights;
+        std::vector<row_reader> reads;
+        for (const std::string &name : names) {
+            llmc::module &m = module_for_plugin(h, name.c_str());
+            auto w = m.params.find("weight");
+            if (w == m.params.end() || !w->second.defined())
+                raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no parameter 'weight'", name));
+            mods.push_back(&m);
+            weights.push_back(w->second);
+            reads.push_back(weight_rows_reader(w->second));
+        }
+        const std::vector<qparams> qps = qparams_observe_joined(args, weights, reads);
+        // What the plugin's own tensor_set of the observer's results would leave (a copy each).
+        serial_aten_ops small;
+        for (size_t k = 0; k < mods.size(); ++k) {
+            const at::ScalarType dtype = weights[k].scalar_type();
+            const qparams &q = qps[k];
+            mods[k]->buffers["weight_scale"] = q.scale.to(dtype, false, /*copy=*/true);
+            if (!args.symmetric && q.zero_point.defined()) mods[k]->buffers["weight_zero_point"] = q.zero_point.clone();
+            if (q.global_scale.defined())
+                mods[k]->buffers["weight_global_scale"] = q.global_scale.to(dtype).to(at::kFloat, false, /*copy=*/true);
+        }
+        return LLMC_OK;
+    });
+}
+
 // ---- replay
 
 llmc_status_t replay_capture(const llmc_host_t *h, const char *module, llmc_error_sink_t *err) {
@@ -550,7 +614,7 @@ const llmc_quant_api_t quant_api = {
     sizeof(llmc_quant_api_t), quant_scheme_resolve,  quant_scheme_attach,    quant_scheme_get,
     quant_qparams_compute,    quant_fake_quantize,   quant_enable,           quant_observer_create,
     quant_observer_observe,   quant_observer_qparams, quant_observer_destroy, quant_observer_observe_input,
-    quant_weight_qparams_defer,
+    quant_weight_qparams_defer, quant_weight_qparams_store,
 };
 const llmc_replay_api_t replay_api = {sizeof(llmc_replay_api_t), replay_capture, replay_run, replay_batch_count};
 

@@ -19,22 +19,28 @@ namespace {
 // True on a thread while it runs a pool's fn (always on the pool's own threads).
 thread_local bool running_pool_fn = false;
 
-// Nested at::parallel_for runs serially on this thread while the guard lives: ATen reads the
-// OpenMP thread count of the calling thread.
-class serial_intra_op {
-public:
-    serial_intra_op() {
-        runtime_init_thread_count(); // or ATen's lazy initialisation would undo ours
-        saved_ = omp_get_max_threads();
-        omp_set_num_threads(1);
-    }
-    ~serial_intra_op() { omp_set_num_threads(saved_); }
-    serial_intra_op(const serial_intra_op &) = delete;
-    serial_intra_op &operator=(const serial_intra_op &) = delete;
+// The width work_pool_run uses on a thread that holds a serial_aten_ops: the OpenMP count it
+// replaced (0: none held).
+thread_local int outer_threads = 0;
 
-private:
-    int saved_ = 1;
-};
+} // namespace
+
+serial_aten_ops::serial_aten_ops() {
+    runtime_init_thread_count(); // or ATen's lazy initialisation would undo ours
+    saved_ = omp_get_max_threads();
+    saved_outer_ = outer_threads;
+    if (outer_threads == 0) outer_threads = saved_;
+    omp_set_num_threads(1);
+}
+
+serial_aten_ops::~serial_aten_ops() {
+    omp_set_num_threads(saved_);
+    outer_threads = saved_outer_;
+}
+
+int work_pool_threads() { return outer_threads > 0 ? outer_threads : at::get_num_threads(); }
+
+namespace {
 
 class work_pool {
 public:
@@ -57,7 +63,7 @@ public:
         }
         work_ready_.notify_all();
         {
-            serial_intra_op serial;
+            serial_aten_ops serial;
             running_pool_fn = true;
             take_tasks();
             running_pool_fn = false;
@@ -91,7 +97,7 @@ private:
     }
 
     void thread_main(int index) {
-        serial_intra_op serial;
+        serial_aten_ops serial;
         running_pool_fn = true;
         uint64_t seen = 0;
         std::unique_lock<std::mutex> lock(mutex_);
@@ -125,7 +131,7 @@ void work_pool_run(int tasks, const std::function<void(int)> &fn) {
     // Never destroyed: its detached threads sleep on its members until the process exits, and a
     // static's destructor could run while another static's destructor still uses the pool.
     static work_pool *pool = new work_pool();
-    pool->run(tasks, std::min(tasks, at::get_num_threads()), fn);
+    pool->run(tasks, std::min(tasks, work_pool_threads()), fn);
 }
 
 } // namespace llmc

@@ -213,6 +213,24 @@ typedef struct llmc_quant_api {
      * dynamic weights, strategy tensor_group: partners share one global scale, observer
      * imatrix_mse: it needs the inputs), and then the plugin observes them itself. [host-thread] */
     llmc_status_t (*weight_qparams_defer)(const llmc_host_t *host, const char *module, llmc_error_sink_t *err);
+
+    /* ---- since ABI 1.3 (check with LLMC_HAS_FIELD(host->quant, llmc_quant_api_t, weight_qparams_store)) ---- */
+
+    /* Observes the weights of `modules` (`count` >= 1 names, borrowed for the call) and stores
+     * their qparams now, exactly as a fresh observer of the weights args of their attached scheme
+     * (observer_create + observer_observe + observer_qparams), given the weights' rows
+     * concatenated, then tensor_set of each module's rows would: `weight_scale` in the weight's
+     * dtype, `weight_zero_point` for asymmetric args, and `weight_global_scale` passed through
+     * the weight's dtype to float32 (as llm-compressor's parameter holds it). Several modules are
+     * one tensor_group partner set (q/k/v, gate/up), which shares one global scale: all must have
+     * equal tensor_group weights args. The host reads each weight once, from its checkpoint file
+     * where it can, without the concatenated copy. NOT_FOUND when a module has no scheme;
+     * INVALID_ARG for several modules whose args differ or are not tensor_group; UNSUPPORTED when
+     * the weights cannot be observed by the host alone (no or dynamic weights, observer
+     * imatrix_mse: it needs the inputs), and then the plugin observes them itself.
+     * [host-thread] */
+    llmc_status_t (*weight_qparams_store)(const llmc_host_t *host, const char *const *modules, size_t count,
+                                          llmc_error_sink_t *err);
 } llmc_quant_api_t;
 
 /* ---- replay: re-run a module of the current layer on its cached calibration inputs -------- */

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define LLMC_ABI_VERSION_MAJOR 1
-#define LLMC_ABI_VERSION_MINOR 2
+#define LLMC_ABI_VERSION_MINOR 3
 #define LLMC_ABI_VERSION_PATCH 0
 
 typedef struct llmc_version {

@@ -231,6 +231,21 @@ class host_ref {
         e.check(s, "weight qparams of '" + module + "'");
         return true;
     }
+    // True when the host observed and stored the weight qparams of `modules` (one module, or a
+    // tensor_group partner set observed together: quant.weight_qparams_store); false when it
+    // cannot (their args, or a host before ABI 1.3): observe and store them yourself.
+    bool weight_qparams_store(const std::vector<std::string> &modules) const {
+        if (!LLMC_HAS_FIELD(h_->quant, llmc_quant_api_t, weight_qparams_store) ||
+            h_->quant->weight_qparams_store == nullptr)
+            return false;
+        std::vector<const char *> names;
+        for (const auto &m : modules) names.push_back(m.c_str());
+        error_sink e;
+        const llmc_status_t s = quant().weight_qparams_store(h_, names.data(), names.size(), e.get());
+        if (s == LLMC_ERR_UNSUPPORTED) return false;
+        e.check(s, "weight qparams of '" + (modules.empty() ? std::string() : modules.front()) + "'");
+        return true;
+    }
     void quantization_enable(bool on) const {
         error_sink e;
         e.check(quant().quantization_enable(h_, on ? 1 : 0, e.get()), "quantization_enable");
