@@ -361,6 +361,31 @@ TEST(FP8, RandomValuesAgreeBetweenEncoderAndRounding) {
     EXPECT_TRUE(at::equal(fp8_e4m3_round(tiny), fp8_e4m3_decode(fp8_e4m3_encode(tiny))));
 }
 
+// The tensor encoder (one vectorized loop) against the scalar one, code for code: every bf16 bit
+// pattern as float32 (NaNs, infinities, subnormals, -0, both sides of 448 and 464) and a million
+// random float32 bit patterns.
+TEST(FP8, TensorEncoderEqualsTheScalarOne) {
+    auto same = [](const at::Tensor &x, const char *what) {
+        const at::Tensor codes = fp8_e4m3_encode(x);
+        const at::Tensor xf = x.to(at::kFloat).contiguous();
+        const float *v = xf.data_ptr<float>();
+        const uint8_t *c = codes.data_ptr<uint8_t>();
+        int64_t differ = 0, first = -1;
+        for (int64_t i = 0; i < xf.numel(); ++i)
+            if (c[i] != fp8_e4m3_encode_value(v[i]) && differ++ == 0) first = i;
+        EXPECT_EQ(differ, 0) << what << ": first at " << first << " (" << (first >= 0 ? v[first] : 0.0f) << ")";
+    };
+    const at::Tensor bf16 = at::arange(65536, at::kInt).to(at::kShort).view(at::kBFloat16);
+    same(bf16.to(at::kFloat), "every bf16 as float32");
+    at::manual_seed(8);
+    same(at::randint(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), {1 << 20}, at::kInt)
+             .view(at::kFloat),
+         "random float32 bits");
+    same(at::tensor(std::vector<float>{448.0f, std::nextafter(448.0f, 0.0f), std::nextafter(448.0f, 1e3f), 464.0f,
+                                       -464.0f, -0.0f}),
+         "edges");
+}
+
 // fp8_e4m3_round's one-pass CPU loop against the chain of tensor ops other devices take, bit for
 // bit: every bf16 bit pattern (NaNs, infinities, subnormals, -0), a million random float32 bit
 // patterns, and every midpoint of the grid with its neighbours one float ulp away.

@@ -142,7 +142,32 @@ uint8_t fp8_e4m3_encode_value(float x) {
 
 float fp8_e4m3_decode_value(uint8_t code) { return fp8_table()[code]; }
 
-at::Tensor fp8_e4m3_encode(const at::Tensor &x) { return map_to_codes(x, fp8_e4m3_encode_value); }
+// fp8_e4m3_encode_value over a span, with its NaN and saturation cases as selects, so that the
+// loop vectorizes (the scalar function's branches kept it at ~3 ns a value: NVFP4's scales).
+static LLMC_VECTOR_CLONES void fp8_e4m3_encode_span(const float *x, uint8_t *codes, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &x[i], 4);
+        const uint32_t mag = bits & 0x7FFFFFFFu;
+        const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80);
+        const bool nan = mag > 0x7F800000u, saturated = mag >= 0x43E00000u; // |x| >= 448, inf too
+        float grid;
+        const uint8_t code = fp8_e4m3_encode_in_range(nan || saturated ? 0.0f : x[i], &grid);
+        const uint8_t special = static_cast<uint8_t>(sign | (nan ? 0x7F : 0x7E));
+        codes[i] = nan || saturated ? special : code;
+    }
+}
+
+at::Tensor fp8_e4m3_encode(const at::Tensor &x) {
+    if (!x.is_floating_point())
+        fail("expected a floating-point tensor to encode, got {}", c10::toString(x.scalar_type()));
+    const at::Tensor xf = x.to(at::kFloat).cpu().contiguous();
+    at::Tensor out = at::empty(xf.sizes(), at::TensorOptions().dtype(at::kByte));
+    const float *src = xf.data_ptr<float>();
+    uint8_t *dst = out.data_ptr<uint8_t>();
+    at::parallel_for(0, xf.numel(), 1 << 16, [&](int64_t b, int64_t e) { fp8_e4m3_encode_span(src + b, dst + b, e - b); });
+    return out.to(x.device());
+}
 
 at::Tensor fp8_e4m3_decode(const at::Tensor &codes, at::ScalarType dtype) {
     return lookup(codes, fp8_table().data(), 256, dtype);
