@@ -34,6 +34,20 @@ template <> struct bits_of<c10::Half> {
     static constexpr S magnitude = 0x7FFF, inf = 0x7C00;
 };
 
+// Stores a min/max pair of keys as values of T at mn and mx: NaN both when `nan`.
+template <class T, class S> LLMC_INLINE void store_minmax(S lo, S hi, bool nan, T *mn, T *mx) {
+    constexpr int shift = 8 * sizeof(S) - 1;
+    S out_lo = static_cast<S>(lo ^ ((lo >> shift) & bits_of<T>::magnitude));
+    S out_hi = static_cast<S>(hi ^ ((hi >> shift) & bits_of<T>::magnitude));
+    if (nan) {
+        const T q = std::numeric_limits<T>::quiet_NaN();
+        std::memcpy(&out_lo, &q, sizeof(S));
+        out_hi = out_lo;
+    }
+    std::memcpy(mn, &out_lo, sizeof(S)); // an element of x, or NaN
+    std::memcpy(mx, &out_hi, sizeof(S));
+}
+
 // Rows [r0, r1) of x [rows, k].
 template <class T> LLMC_VECTOR_CLONES void minmax_rows(const T *x, int64_t r0, int64_t r1, int64_t k, T *mn, T *mx) {
     using B = bits_of<T>;
@@ -51,15 +65,7 @@ template <class T> LLMC_VECTOR_CLONES void minmax_rows(const T *x, int64_t r0, i
             hi = key > hi ? key : hi;
             nan |= static_cast<S>((u & B::magnitude) > B::inf);
         }
-        S out_lo = static_cast<S>(lo ^ ((lo >> shift) & B::magnitude));
-        S out_hi = static_cast<S>(hi ^ ((hi >> shift) & B::magnitude));
-        if (nan) {
-            const T q = std::numeric_limits<T>::quiet_NaN();
-            std::memcpy(&out_lo, &q, sizeof(S));
-            out_hi = out_lo;
-        }
-        std::memcpy(mn + r, &out_lo, sizeof(S)); // an element of x, or NaN
-        std::memcpy(mx + r, &out_hi, sizeof(S));
+        store_minmax<T>(lo, hi, nan != 0, mn + r, mx + r);
     }
 }
 
@@ -103,15 +109,7 @@ LLMC_VECTOR_CLONES void minmax_bands(const T *x, int64_t b0, int64_t b1, int64_t
                 h = std::max(h, hi[static_cast<size_t>(j)]);
                 any_nan |= nan[static_cast<size_t>(j)];
             }
-            S out_lo = static_cast<S>(l ^ ((l >> shift) & B::magnitude));
-            S out_hi = static_cast<S>(h ^ ((h >> shift) & B::magnitude));
-            if (any_nan) {
-                const T q = std::numeric_limits<T>::quiet_NaN();
-                std::memcpy(&out_lo, &q, sizeof(S));
-                out_hi = out_lo;
-            }
-            std::memcpy(mn + b * cb + c, &out_lo, sizeof(S));
-            std::memcpy(mx + b * cb + c, &out_hi, sizeof(S));
+            store_minmax<T>(l, h, any_nan != 0, mn + b * cb + c, mx + b * cb + c);
         }
     }
 }

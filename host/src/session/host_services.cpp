@@ -443,22 +443,31 @@ llmc_status_t quant_enable(const llmc_host_t *h, int enabled, llmc_error_sink_t 
     });
 }
 
+// The weights args of `module`'s attached scheme, for the host to observe them: NOT_FOUND without
+// a scheme, UNSUPPORTED (saying `what` cannot be done) for no or dynamic weights, the imatrix_mse
+// observer (its statistics are the plugin's) and, unless `tensor_group_ok`, tensor_group.
+quant_args host_observable_weights(session &s, const std::string &module, const char *what, bool tensor_group_ok) {
+    const std::string *json = s.scheme_of(module);
+    if (json == nullptr) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no quantization scheme", module));
+    const quant_scheme scheme = scheme_from_json(nlohmann::json::parse(*json), module);
+    auto unsupported = [&](const std::string &why) {
+        raise(LLMC_ERR_UNSUPPORTED, fmt::format("module '{}': {}: {}", module, what, why));
+    };
+    if (!scheme.weights) unsupported("its scheme quantizes no weights");
+    const quant_args &w = *scheme.weights;
+    if (w.is_dynamic()) unsupported("dynamic weights have no stored qparams");
+    if (!tensor_group_ok && w.strategy == quant_strategy::tensor_group)
+        unsupported("tensor_group partners share one global scale");
+    if (observer(w, observed_role::weight).kind() == "imatrix_mse") unsupported("imatrix_mse needs the module's inputs");
+    return w;
+}
+
 llmc_status_t quant_weight_qparams_defer(const llmc_host_t *h, const char *module, llmc_error_sink_t *err) {
     return guard(err, [&]() -> llmc_status_t {
         session &s = session_of(h);
         const size_t i = module_index_of(h, module);
-        const std::string *json = s.scheme_of(str(module, "module"));
-        if (json == nullptr) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no quantization scheme", module));
-        const quant_scheme scheme = scheme_from_json(nlohmann::json::parse(*json), module);
-        auto unsupported = [&](const std::string &why) {
-            raise(LLMC_ERR_UNSUPPORTED, fmt::format("module '{}': weight qparams cannot be left to the host: {}", module, why));
-        };
-        if (!scheme.weights) unsupported("its scheme quantizes no weights");
-        const quant_args &w = *scheme.weights;
-        if (w.is_dynamic()) unsupported("dynamic weights have no stored qparams");
-        if (w.strategy == quant_strategy::tensor_group) unsupported("tensor_group partners share one global scale");
-        if (observer(w, observed_role::weight).kind() == "imatrix_mse") unsupported("imatrix_mse needs the module's inputs");
-        s.weight_qparams_defer(i, w);
+        s.weight_qparams_defer(
+            i, host_observable_weights(s, str(module, "module"), "weight qparams cannot be left to the host", false));
         return LLMC_OK;
     });
 }
@@ -475,16 +484,7 @@ llmc_status_t quant_weight_qparams_store(const llmc_host_t *h, const char *const
             module_index_of(h, name.c_str()); // NOT_FOUND for a name the model lacks
             if (std::find(names.begin(), names.end(), name) != names.end())
                 raise(LLMC_ERR_INVALID_ARG, fmt::format("module '{}' is given twice", name));
-            const std::string *json = s.scheme_of(name);
-            if (json == nullptr) raise(LLMC_ERR_NOT_FOUND, fmt::format("module '{}' has no quantization scheme", name));
-            const quant_scheme scheme = scheme_from_json(nlohmann::json::parse(*json), name);
-            auto unsupported = [&](const std::string &why) {
-                raise(LLMC_ERR_UNSUPPORTED, fmt::format("module '{}': the host cannot observe its weights: {}", name, why));
-            };
-            if (!scheme.weights) unsupported("its scheme quantizes no weights");
-            const quant_args &w = *scheme.weights;
-            if (w.is_dynamic()) unsupported("dynamic weights have no stored qparams");
-            if (observer(w, observed_role::weight).kind() == "imatrix_mse") unsupported("imatrix_mse needs the module's inputs");
+            const quant_args w = host_observable_weights(s, name, "the host cannot observe its weights", true);
             if (k == 0) args = w;
             else if (!(w == args))
                 raise(LLMC_ERR_INVALID_ARG,
