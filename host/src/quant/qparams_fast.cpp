@@ -79,11 +79,13 @@ LLMC_VECTOR_CLONES bool fp4_scales(const X *mins, const X *maxs, int64_t n, floa
 // qparams_from_minmax's steps for MX scales, per group, for finite minima and maxima: absmax
 // rounded to a power of two on X's bits (round_to_power_of_two), its exponent + 127 - off
 // clamped to the E8M0 range [0, 255] (round_to_dtype uint8), 2^(e - 127) in float then X
-// (e8m0_to_scale); zero to `eps`. A zero absmax has exponent -inf, so E8M0 0; one that rounds up
-// past X's largest finite value has +inf, so 255 and an infinite scale, as the tensor ops give.
-// False at a min or max that is not finite.
+// (e8m0_to_scale), never zero (2^-127 the least), so the generic path's zero-to-eps step changes
+// nothing. A zero absmax has exponent -inf, so E8M0 0; one that rounds up past X's largest finite
+// value has +inf, so 255 and an infinite scale, as the tensor ops give. False at a min or max
+// that is not finite. Each select the results do not need is left out: with two more, GCC's
+// if-conversion gave up and the AVX clones stayed scalar (~10 ns a group).
 template <class X>
-LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int off, float eps, X *scale) {
+LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int off, X *scale) {
     constexpr bool bf16 = std::is_same<X, c10::BFloat16>::value;
     uint32_t bad = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -97,15 +99,13 @@ LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int o
         // mantissa bits, and a bf16's bits are the float's top 16.
         const uint32_t p2 = bf16 ? ((bits >> 16) + (1u << 5)) << 16 & 0xFF800000u : (bits + (1u << 21)) & 0xFF800000u;
         const int exponent = static_cast<int>(p2 >> 23); // biased; 0 for zero, 255 for infinity
-        int e = exponent - off;
-        e = p2 == 0 ? 0 : e;             // log2(0) = -inf, clamped to 0
+        int e = exponent - off; // below 0 where exponent is 0 (log2(0) = -inf): off is 2 or 8
         e = std::min(std::max(e, 0), 255); // E8M0's range
         e = exponent == 255 ? 255 : e;     // log2(inf) = inf: 255 whatever off
         // 2^(e - 127) as a float from its bits (2^-127 is the subnormal 0x00400000).
         const uint32_t pow_bits = e == 0 ? 0x00400000u : static_cast<uint32_t>(e) << 23;
         float v;
         std::memcpy(&v, &pow_bits, 4);
-        v = v == 0.0f ? eps : v;
         // Exact in X: a power of two in X's range, or infinity (bf16 keeps the float's top bits;
         // c10's conversion has a NaN branch that would keep the loop scalar).
         if constexpr (bf16) {
@@ -206,12 +206,11 @@ bool qparams_from_minmax_mx(const quant_args &a, const at::Tensor &min, const at
         !max.device().is_cpu())
         return false;
     const int off = a.num_bits == 4 ? 2 : 8; // floor(log2(type max)), as mx_scale_exponent
-    const float eps = static_cast<float>(dtype_eps(*a.scale_dtype));
     at::Tensor scale = at::empty(min.sizes(), min.options());
-    const bool ok = xt == at::kFloat ? mx_scales(min.data_ptr<float>(), max.data_ptr<float>(), min.numel(), off, eps,
+    const bool ok = xt == at::kFloat ? mx_scales(min.data_ptr<float>(), max.data_ptr<float>(), min.numel(), off,
                                                  scale.data_ptr<float>())
                                      : mx_scales(min.data_ptr<c10::BFloat16>(), max.data_ptr<c10::BFloat16>(),
-                                                 min.numel(), off, eps, scale.data_ptr<c10::BFloat16>());
+                                                 min.numel(), off, scale.data_ptr<c10::BFloat16>());
     if (!ok) return false;
     const at::Tensor zero = round_to_dtype(at::zeros({1}, min.options()), *a.zp_dtype, /*cast_back=*/false);
     qp = qparams{scale, at::zeros(min.sizes(), zero.options()), {}};
