@@ -132,9 +132,9 @@ class quantization_modifier : public llmc::sdk::modifier {
         }
         // Incomplete sets, or partners whose args differ, are observed one by one.
         for (const auto &[key, members] : sets) {
+            const json &args = (*mixin_.scheme_of(members.front()))["weights"];
             bool together = members.size() == fused_size(key);
-            for (const auto &m : members)
-                together = together && (*mixin_.scheme_of(m))["weights"] == (*mixin_.scheme_of(members.front()))["weights"];
+            for (const auto &m : members) together = together && (*mixin_.scheme_of(m))["weights"] == args;
             if (together) calls.push_back(members);
             else
                 for (const auto &m : members) calls.push_back({m});

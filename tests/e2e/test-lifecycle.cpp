@@ -157,9 +157,9 @@ TEST(lifecycle, independent_oneshot_exact_callback_order_and_services) {
 }
 
 // A tensor_group partner set (NVFP4's q/k/v) the host observes as one is stored as an eager
-// observe of the three weights' rows concatenated leaves: each its own rows' scales, all one
-// global scale, passed through the weights' dtype (bf16 here, so that rounding shows; a real
-// plugin through the ABI; the probe compares).
+// observe of the three weights' rows concatenated leaves: each its own rows' scales in the
+// weights' dtype (bf16 here, not the observer's float32), all one global scale (a real plugin
+// through the ABI; the probe compares).
 TEST(lifecycle, host_stores_a_tensor_group_partner_set_as_observed_together) {
     LLMC_REQUIRE_SHARED();
     test::temp_dir dir("store");

@@ -165,7 +165,8 @@ at::Tensor fp8_e4m3_encode(const at::Tensor &x) {
     at::Tensor out = at::empty(xf.sizes(), at::TensorOptions().dtype(at::kByte));
     const float *src = xf.data_ptr<float>();
     uint8_t *dst = out.data_ptr<uint8_t>();
-    at::parallel_for(0, xf.numel(), 1 << 16, [&](int64_t b, int64_t e) { fp8_e4m3_encode_span(src + b, dst + b, e - b); });
+    at::parallel_for(0, xf.numel(), 1 << 16,
+                     [&](int64_t b, int64_t e) { fp8_e4m3_encode_span(src + b, dst + b, e - b); });
     return out.to(x.device());
 }
 

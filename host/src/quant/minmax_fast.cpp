@@ -146,7 +146,8 @@ bool minmax_blocks_fast(const at::Tensor &x, int64_t bh, int64_t bw, at::Tensor 
     const int64_t rows = x.size(0), cols = x.size(1), rb = (rows + bh - 1) / bh, cb = (cols + bw - 1) / bw;
     at::Tensor mn = at::empty({rb, cb}, x.options()), mx = at::empty({rb, cb}, x.options());
     auto bands = [&](auto *p, auto *lo, auto *hi) {
-        at::parallel_for(0, rb, 1, [&](int64_t b0, int64_t b1) { minmax_bands(p, b0, b1, rows, cols, bh, bw, lo, hi); });
+        at::parallel_for(0, rb, 1,
+                         [&](int64_t b0, int64_t b1) { minmax_bands(p, b0, b1, rows, cols, bh, bw, lo, hi); });
     };
     if (t == at::kFloat) bands(x.data_ptr<float>(), mn.data_ptr<float>(), mx.data_ptr<float>());
     else if (t == at::kBFloat16)

@@ -52,14 +52,15 @@ void group_minmax(const at::Tensor &w, int64_t group, const row_reader &read, at
                 if (!buffer.defined()) buffer = at::empty({block, cols}, w.options());
                 if (read(r0, r1, buffer.data_ptr())) src = buffer.data_ptr();
             }
-            const int64_t n = (r1 - r0) * groups, at = r0 * groups;
-            auto run = [&](auto *x, auto *lo, auto *hi) { minmax_rows_serial(x, n, group, lo + at, hi + at); };
+            const int64_t n = (r1 - r0) * groups, first = r0 * groups;
+            auto run = [&](auto *x, auto *lo, auto *hi) { minmax_rows_serial(x, n, group, lo + first, hi + first); };
             switch (w.scalar_type()) {
             case at::kFloat:
                 run(static_cast<const float *>(src), mn.data_ptr<float>(), mx.data_ptr<float>());
                 break;
             case at::kBFloat16:
-                run(static_cast<const c10::BFloat16 *>(src), mn.data_ptr<c10::BFloat16>(), mx.data_ptr<c10::BFloat16>());
+                run(static_cast<const c10::BFloat16 *>(src), mn.data_ptr<c10::BFloat16>(),
+                    mx.data_ptr<c10::BFloat16>());
                 break;
             default:
                 run(static_cast<const c10::Half *>(src), mn.data_ptr<c10::Half>(), mx.data_ptr<c10::Half>());

@@ -124,7 +124,8 @@ LLMC_VECTOR_CLONES bool mx_scales(const X *mins, const X *maxs, int64_t n, int o
 bool args_apply(const quant_args &a, at::ScalarType x) {
     if (x != at::kFloat && x != at::kBFloat16) return false;
     if (a.dynamic != dynamic_kind::static_ || !a.strategy || is_mx(a)) return false;
-    const bool int8_zp = a.type == quant_type::int_ && a.num_bits >= 1 && a.num_bits <= 8 && a.zp_dtype == dtype_id::int8;
+    const bool int8_zp =
+        a.type == quant_type::int_ && a.num_bits >= 1 && a.num_bits <= 8 && a.zp_dtype == dtype_id::int8;
     // A symmetric FP8 zero point: zeros rounded to FP8 by round_to_dtype, which returns float32.
     const bool fp8 = a.is_fp8() && a.symmetric && a.zp_dtype == dtype_id::float8_e4m3fn;
     if (!int8_zp && !fp8) return false;

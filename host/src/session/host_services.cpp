@@ -458,7 +458,8 @@ quant_args host_observable_weights(session &s, const std::string &module, const 
     if (w.is_dynamic()) unsupported("dynamic weights have no stored qparams");
     if (!tensor_group_ok && w.strategy == quant_strategy::tensor_group)
         unsupported("tensor_group partners share one global scale");
-    if (observer(w, observed_role::weight).kind() == "imatrix_mse") unsupported("imatrix_mse needs the module's inputs");
+    if (observer(w, observed_role::weight).kind() == "imatrix_mse")
+        unsupported("imatrix_mse needs the module's inputs");
     return w;
 }
 
