@@ -417,6 +417,20 @@ template <class F> void dispatch_fused(at::ScalarType xt, at::ScalarType st, F f
     });
 }
 
+// Rows of block qparams t ([ceil(n / bh), k], contiguous) repeated down their bh rows each, for
+// n rows starting at a band (a whole weight, or a block of its rows): [n, k] in `buffer` (made on
+// first use, at least `capacity` rows). Undefined for an undefined t.
+at::Tensor spread_rows(const at::Tensor &t, int64_t bh, int64_t n, int64_t capacity, at::Tensor &buffer) {
+    if (!t.defined()) return t;
+    if (!buffer.defined()) buffer = at::empty({std::max(n, capacity), t.size(1)}, t.options());
+    const at::Tensor out = buffer.slice(0, 0, n);
+    const int64_t row_bytes = t.size(1) * t.element_size();
+    const char *src = static_cast<const char *>(t.data_ptr());
+    char *dst = static_cast<char *>(out.data_ptr());
+    for (int64_t r = 0; r < n; ++r) std::memcpy(dst + r * row_bytes, src + r / bh * row_bytes, row_bytes);
+    return out;
+}
+
 // Block qparams ([ceil(rows / bh), cols / bw]) with each block's row of scales (and zero points)
 // repeated for its bh rows: [rows, cols / bw]. Empty qparams when they are not of that shape, a
 // global scale is set or bw does not divide the columns (quantize() pads those; the loops don't).
@@ -428,10 +442,10 @@ qparams block_rows(const quant_args &w, const at::Tensor &weight, const qparams 
     const at::Tensor &s = qp.scale;
     if (s.dim() != 2 || s.size(0) != (rows + bh - 1) / bh || s.size(1) != cols / bw) return {};
     if (qp.zero_point.defined() && qp.zero_point.sizes() != s.sizes()) return {};
-    auto spread = [&](const at::Tensor &t) {
-        return t.defined() ? t.repeat_interleave(bh, 0).slice(0, 0, rows).contiguous() : t;
-    };
-    return qparams{spread(s), spread(qp.zero_point), {}};
+    at::Tensor scale_rows, zero_point_rows;
+    const at::Tensor z = qp.zero_point.defined() ? qp.zero_point.contiguous() : at::Tensor();
+    return qparams{spread_rows(s.contiguous(), bh, rows, rows, scale_rows),
+                   spread_rows(z, bh, rows, rows, zero_point_rows), {}};
 }
 
 // quantize() of a float weight as codes into `out`, or into a new tensor when `out` is undefined:
@@ -482,19 +496,6 @@ at::Tensor quantize_pack_into(const quant_args &w, const at::Tensor &weight, con
         r = quantize_pack_rows<X, S, T>(x, sc, qp.zero_point, group, w.num_bits, mean_squared_error, error_in_x, out);
     });
     return r;
-}
-
-// Rows of block qparams t ([ceil(n / bh), k], contiguous) repeated down their bh rows each, for
-// a block of n rows: [n, k] in `buffer` (made on first use, at least `capacity` rows).
-at::Tensor spread_rows(const at::Tensor &t, int64_t bh, int64_t n, int64_t capacity, at::Tensor &buffer) {
-    if (!t.defined()) return t;
-    if (!buffer.defined()) buffer = at::empty({std::max(n, capacity), t.size(1)}, t.options());
-    const at::Tensor out = buffer.slice(0, 0, n);
-    const int64_t row_bytes = t.size(1) * t.element_size();
-    const char *src = static_cast<const char *>(t.data_ptr());
-    char *dst = static_cast<char *>(out.data_ptr());
-    for (int64_t r = 0; r < n; ++r) std::memcpy(dst + r * row_bytes, src + r / bh * row_bytes, row_bytes);
-    return out;
 }
 
 // Rows in blocks of ~256 KiB (whole bands of bh rows for block strategy), each read once (from
