@@ -64,30 +64,45 @@ inline size_t fused_size(const std::string &key) {
     return tag == "qkv" ? 3 : 2;
 }
 
-// Qparams of the original weights of `modules` (each with weight args in `args_of`). Complete
-// tensor_group partner sets with equal args are observed together (rows concatenated), so each
-// keeps its own local scales and all share the set's global scale. `observer_of` gives a
-// module's imatrix observer, if any (partners read the same input: the first one's serves all).
-using observer_lookup = std::function<llmc::sdk::observer *(const std::string &)>;
-inline std::map<std::string, weight_qparams>
-observe_weights(const llmc::sdk::host_ref &h, const std::vector<std::string> &modules,
-                const std::function<const json *(const std::string &)> &args_of, const observer_lookup &observer_of = {}) {
-    auto existing = [&](const std::string &m) { return observer_of ? observer_of(m) : nullptr; };
-    std::map<std::string, weight_qparams> out;
+// How `modules` (each with weight args in `args_of`; those without are left out) are observed:
+// one by one, except complete tensor_group partner sets with equal args, observed together (rows
+// concatenated), so that each keeps its own local scales and all share the set's global scale.
+using args_lookup = std::function<const json *(const std::string &)>;
+inline std::vector<std::vector<std::string>> observation_units(const std::vector<std::string> &modules,
+                                                               const args_lookup &args_of) {
+    std::vector<std::vector<std::string>> units;
     std::map<std::string, std::vector<std::string>> fused;
     for (const auto &m : modules) {
         const json *a = args_of(m);
         if (a == nullptr) continue;
         const std::string key = strategy_of(*a) == "tensor_group" ? fused_key(m) : "";
         if (!key.empty()) fused[key].push_back(m);
-        else out[m] = observe_weight(h, *a, llmc::sdk::tensor_get(h, m, "weight"), m, existing(m));
+        else units.push_back({m});
     }
     for (const auto &[key, members] : fused) {
         bool together = members.size() == fused_size(key);
         for (const auto &m : members) together = together && *args_of(m) == *args_of(members.front());
-        if (!together) {
-            for (const auto &m : members)
-                out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"), m, existing(m));
+        if (together) units.push_back(members);
+        else
+            for (const auto &m : members) units.push_back({m});
+    }
+    return units;
+}
+
+// Qparams of the original weights of `modules`, observed in observation_units. `observer_of`
+// gives a module's imatrix observer, if any (partners read the same input: the first one's
+// serves all).
+using observer_lookup = std::function<llmc::sdk::observer *(const std::string &)>;
+inline std::map<std::string, weight_qparams> observe_weights(const llmc::sdk::host_ref &h,
+                                                             const std::vector<std::string> &modules,
+                                                             const args_lookup &args_of,
+                                                             const observer_lookup &observer_of = {}) {
+    auto existing = [&](const std::string &m) { return observer_of ? observer_of(m) : nullptr; };
+    std::map<std::string, weight_qparams> out;
+    for (const auto &members : observation_units(modules, args_of)) {
+        if (members.size() == 1) {
+            const std::string &m = members.front();
+            out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"), m, existing(m));
             continue;
         }
         std::vector<at::Tensor> ws;

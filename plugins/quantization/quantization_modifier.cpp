@@ -13,7 +13,6 @@
 #include <llmc/sdk/torch.hpp>
 
 #include <chrono>
-#include <map>
 #include <set>
 #include <vector>
 
@@ -117,37 +116,18 @@ class quantization_modifier : public llmc::sdk::modifier {
     // q/k/v, gate/up: one global scale) without the concatenated copy. Returns the modules left
     // to observe here (imatrix_mse observers, which hold the inputs; a host before ABI 1.3).
     std::vector<std::string> host_observed(const std::vector<std::string> &modules) {
-        std::vector<std::vector<std::string>> calls;
-        std::map<std::string, std::vector<std::string>> sets;
-        std::vector<std::string> rest;
-        for (const auto &m : modules) {
-            if (imatrix_.observer_of(m) != nullptr) {
-                rest.push_back(m);
-                continue;
-            }
-            const json &args = (*mixin_.scheme_of(m))["weights"];
-            const std::string key = strategy_of(args) == "tensor_group" ? fused_key(m) : "";
-            if (key.empty()) calls.push_back({m});
-            else sets[key].push_back(m);
-        }
-        // Incomplete sets, or partners whose args differ, are observed one by one.
-        for (const auto &[key, members] : sets) {
-            const json &args = (*mixin_.scheme_of(members.front()))["weights"];
-            bool together = members.size() == fused_size(key);
-            for (const auto &m : members) together = together && (*mixin_.scheme_of(m))["weights"] == args;
-            if (together) calls.push_back(members);
-            else
-                for (const auto &m : members) calls.push_back({m});
-        }
-        for (const auto &call : calls) {
+        std::vector<std::string> mine, rest;
+        for (const auto &m : modules) (imatrix_.observer_of(m) != nullptr ? rest : mine).push_back(m);
+        const auto args_of = [&](const std::string &m) { return &(*mixin_.scheme_of(m))["weights"]; };
+        for (const auto &unit : observation_units(mine, args_of)) {
             const auto t0 = std::chrono::steady_clock::now();
-            if (!host().weight_qparams_store(call)) {
-                rest.insert(rest.end(), call.begin(), call.end());
+            if (!host().weight_qparams_store(unit)) {
+                rest.insert(rest.end(), unit.begin(), unit.end());
                 continue;
             }
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            for (const auto &m : call) {
-                host().report(m, "time_s", secs / static_cast<double>(call.size()));
+            for (const auto &m : unit) {
+                host().report(m, "time_s", secs / static_cast<double>(unit.size()));
                 done_.insert(m);
             }
         }
