@@ -7,6 +7,7 @@
 #include "export/module_compress.h"
 #include "quant/args.h"
 #include "quant/float_formats.h"
+#include "quant/int_pack_avx512.h"
 #include "quant/packing.h"
 #include "quant/presets.h"
 #include "quant/qparams.h"
@@ -136,6 +137,69 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
     }
     EXPECT_GT(cases, 100);
     EXPECT_EQ(fast_taken, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
+}
+
+// The AVX-512 loop (quant/int_pack_avx512.h) writes exactly the portable loop's words and int8
+// values and measures exactly its error (the same float lanes summed in the same order), for
+// bf16 and float weights, group, channel and tensor strategies, 4- and 8-bit packing and int8
+// values; for random values, quotients on rounding ties, values past the clamp, -0 and tiny ones.
+TEST(export_fast, avx512_int_loop_matches_the_portable_loop) {
+    quant::int_pack_rows probe;
+    probe.cols = probe.group = 16;
+    probe.words = reinterpret_cast<uint32_t *>(&probe);
+    if (!quant::int_pack_avx512_serves(probe)) GTEST_SKIP() << "this CPU has no AVX-512: the loop never runs";
+    int cases = 0;
+    const uint64_t rows_before = quant::int_pack_avx512_rows_run();
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        for (const char *strategy : {"group", "channel", "tensor"}) {
+            for (int bits : {4, 8}) {
+                for (const std::string &format : {exporter::fmt_name::pack_quantized, exporter::fmt_name::int_quantized}) {
+                    for (int64_t group : {int64_t(128), int64_t(32), int64_t(16)}) {
+                        const bool grouped = std::string(strategy) == "group";
+                        if (!grouped && group != 128) continue;
+                        quant::quant_args a;
+                        a.num_bits = bits;
+                        a.strategy = grouped ? quant::quant_strategy::group
+                                     : std::string(strategy) == "channel" ? quant::quant_strategy::channel
+                                                                          : quant::quant_strategy::tensor;
+                        if (grouped) a.group_size = static_cast<int>(group);
+                        a = quant::make_args(a);
+                        quant::quant_scheme scheme;
+                        scheme.weights = a;
+                        const int64_t rows = 37, cols = grouped ? 256 : 208;
+                        at::Tensor w = weight(rows, cols, dtype, 500 + cases);
+                        const quant::qparams qp = quant::qparams_observe(a, w);
+                        at::Tensor s = qp.scale.to(at::kFloat);
+                        s = grouped ? s.repeat_interleave(group, 1) : s.expand({rows, cols});
+                        // Row 2: ties (k + 0.5) * s; row 3: past the clamp, -0 and values far
+                        // below the scale.
+                        at::Tensor ties = (at::arange(cols, at::kFloat) % 17 - 8.5) * s[2];
+                        at::Tensor odd = at::where(at::arange(cols) % 3 == 0, 40.0 * s[3],
+                                                   at::where(at::arange(cols) % 3 == 1, at::full({cols}, -0.0),
+                                                             -1e-3 * s[3]));
+                        w = w.clone();
+                        w.index_put_({2}, ties.to(dtype));
+                        w.index_put_({3}, odd.to(dtype));
+                        std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
+                        const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " b" +
+                                                 std::to_string(bits) + " g" + std::to_string(group) + " " + format;
+                        double e_avx = -1, e_portable = -2;
+                        const auto avx = compress(scheme, in, dtype, true, &e_avx, format);
+                        quant::int_pack_avx512_enable(false);
+                        const auto portable = compress(scheme, in, dtype, true, &e_portable, format);
+                        quant::int_pack_avx512_enable(true);
+                        expect_same(avx, portable, what);
+                        EXPECT_EQ(e_avx, e_portable) << what;
+                        EXPECT_GT(e_avx, 0.0) << what;
+                        ++cases;
+                    }
+                }
+            }
+        }
+    }
+    EXPECT_EQ(cases, 2 * (3 + 1 + 1) * 2 * 2);
+    // Every case packed its rows once with the loop on (not when switched off).
+    EXPECT_EQ(quant::int_pack_avx512_rows_run() - rows_before, static_cast<uint64_t>(cases * 37));
 }
 
 // Without stored qparams the exporter observes each block of rows in the pass that packs it: the

@@ -2,6 +2,7 @@
 
 #include "quant/float_formats.h"
 #include "quant/float_round.h"
+#include "quant/int_pack_avx512.h"
 #include "quant/packing.h"
 #include "quant/qparams_fast.h"
 #include "util/work_pool.h"
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace llmc::quant {
@@ -320,8 +322,22 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     int8_t *cp = codes ? out.data_ptr<int8_t>() : nullptr;
     const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
     const float offset = std::ldexp(1.0f, bits - 1);
+    // Symmetric weights whose dtypes are all bf16 or all float: the AVX-512 loop where the CPU has it.
+    int_pack_rows avx;
+    constexpr bool same_types = std::is_same<X, S>::value && std::is_same<X, T>::value &&
+                                (std::is_same<X, float>::value || std::is_same<X, c10::BFloat16>::value);
+    if (same_types && !zp.defined()) {
+        avx = {xp, sp, std::is_same<X, c10::BFloat16>::value, cols, group, per_row, bits, lo, hi, offset, op, cp,
+               nullptr};
+        if (!int_pack_avx512_serves(avx)) avx.x = nullptr;
+    }
     const bool ok = fused_rows_run(x, zp, mean_squared_error,
                                    [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
+                                       if (avx.x) {
+                                           int_pack_rows rows = avx;
+                                           rows.row_error = row_error;
+                                           return int_pack_avx512_run(rows, r0, r1);
+                                       }
                                        std::vector<uint32_t> u(static_cast<size_t>(cols));
                                        auto run = [&](auto kernel) {
                                            return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, lo, hi, offset,

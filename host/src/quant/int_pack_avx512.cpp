@@ -1,0 +1,156 @@
+#include "quant/int_pack_avx512.h"
+
+#include <atomic>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LLMC_INT_PACK_AVX512 1
+// GCC 12 takes the headers' deliberately undefined `__Y = __Y` (_mm512_undefined_*) for an
+// uninitialised read once inlined into a target("avx512...") function.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+namespace llmc::quant {
+
+namespace {
+
+std::atomic<bool> enabled{true};
+std::atomic<uint64_t> rows_run{0};
+
+#ifdef LLMC_INT_PACK_AVX512
+
+bool cpu_has_avx512() {
+    static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    return has;
+}
+
+#define LLMC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
+// float_round.h's round_to_finite<bf16> on 16 lanes: round half to even onto bf16, by integers.
+LLMC_AVX512 inline __m512 round_bf16(__m512 v) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), odd);
+    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+
+template <bool Bf16> LLMC_AVX512 inline __m512 load16(const void *p, int64_t i) {
+    if constexpr (Bf16) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(static_cast<const uint16_t *>(p) + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+        return _mm512_loadu_ps(static_cast<const float *>(p) + i);
+    }
+}
+
+template <bool Bf16> inline float scalar_at(const void *p, int64_t i) {
+    if constexpr (Bf16) {
+        const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t *>(p)[i]) << 16;
+        float f;
+        __builtin_memcpy(&f, &u, 4);
+        return f;
+    } else {
+        return static_cast<const float *>(p)[i];
+    }
+}
+
+// Mode: 4 or 8 = packed words of that width; 0 = int8 values.
+template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
+    const int64_t cols = a.cols, group = a.group, groups = cols / group;
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi), offset = _mm512_set1_ps(a.offset);
+    const __m512 magic = _mm512_set1_ps(12582912.0f); // 1.5 * 2^23: adding it rounds half to even
+    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    __mmask16 nan = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t row = r * cols;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t g = 0; g < groups; ++g) {
+            const __m512 s = _mm512_set1_ps(scalar_at<Bf16>(a.scale, a.per_row ? r * groups + g : 0));
+            for (int64_t c = g * group; c < (g + 1) * group; c += 16) {
+                const __m512 x = load16<Bf16>(a.x, row + c);
+                __m512 v = _mm512_div_ps(x, s);
+                nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                if constexpr (Bf16) v = round_bf16(v);
+                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                // (v + magic) - magic with v's sign (round() keeps -0), as quantize_one.
+                const __m512 rounded = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+                const __m512 q = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+                    sign, _mm512_castps_si512(v), _mm512_castps_si512(rounded), 0xCA)); // bitwise sign ? v : rounded
+                if constexpr (Mode == 0) {
+                    const __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q));
+                    _mm_storeu_si128(reinterpret_cast<__m128i *>(a.codes + row + c), b);
+                } else {
+                    const __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(q, offset)));
+                    if constexpr (Mode == 8) {
+                        _mm_storeu_si128(reinterpret_cast<__m128i *>(a.words + (row + c) / 4), b);
+                    } else {
+                        // Bytes b0..b15 (each below 16) to nibbles, the first in the low bits.
+                        const __m128i low = _mm_and_si128(b, _mm_set1_epi16(0x000F));
+                        const __m128i high = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi16(0x00F0));
+                        const __m128i pairs = _mm_or_si128(low, high);
+                        _mm_storel_epi64(reinterpret_cast<__m128i *>(a.words + (row + c) / 8),
+                                         _mm_packus_epi16(pairs, pairs));
+                    }
+                }
+                if constexpr (Err) {
+                    // dequantize_one: (q * s) rounded to the scale's dtype, minus x; squared into
+                    // 16 lanes by column, as sum_squares adds them (no fused multiply-add).
+                    __m512 p = _mm512_mul_ps(q, s);
+                    if constexpr (Bf16) p = round_bf16(p);
+                    const __m512 d = _mm512_sub_ps(p, x);
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(d, d));
+                }
+            }
+        }
+        if constexpr (Err) {
+            alignas(64) float lane[16];
+            _mm512_store_ps(lane, acc);
+            double total = 0;
+            for (float l : lane) total += l;
+            a.row_error[r] = total;
+        }
+    }
+    return nan != 0;
+}
+
+template <bool Bf16, int Mode> int run_mode(const int_pack_rows &a, int64_t r0, int64_t r1) {
+    return a.row_error ? run_rows<Bf16, Mode, true>(a, r0, r1) : run_rows<Bf16, Mode, false>(a, r0, r1);
+}
+
+template <bool Bf16> int run_dtype(const int_pack_rows &a, int64_t r0, int64_t r1) {
+    if (a.codes) return run_mode<Bf16, 0>(a, r0, r1);
+    return a.bits == 4 ? run_mode<Bf16, 4>(a, r0, r1) : run_mode<Bf16, 8>(a, r0, r1);
+}
+
+#endif
+
+} // namespace
+
+bool int_pack_avx512_serves(const int_pack_rows &a) {
+#ifdef LLMC_INT_PACK_AVX512
+    if (!enabled || !cpu_has_avx512()) return false;
+    if (a.group <= 0 || a.group % 16 != 0 || a.cols % a.group != 0) return false;
+    if (a.codes) return a.bits >= 1 && a.bits <= 8;
+    return a.words && (a.bits == 4 || a.bits == 8);
+#else
+    (void)a;
+    return false;
+#endif
+}
+
+int int_pack_avx512_run(const int_pack_rows &a, int64_t r0, int64_t r1) {
+#ifdef LLMC_INT_PACK_AVX512
+    rows_run += static_cast<uint64_t>(r1 - r0);
+    return a.bf16 ? run_dtype<true>(a, r0, r1) : run_dtype<false>(a, r0, r1);
+#else
+    (void)a, (void)r0, (void)r1;
+    return 0;
+#endif
+}
+
+bool int_pack_avx512_enable(bool on) { return enabled.exchange(on); }
+
+uint64_t int_pack_avx512_rows_run() { return rows_run; }
+
+} // namespace llmc::quant

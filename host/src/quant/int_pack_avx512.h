@@ -1,0 +1,41 @@
+// quantize_pack's fused INT loop for its most common case, written out in AVX-512 intrinsics:
+// symmetric INT weights whose weight, scale and computation dtypes are all bf16 or all float,
+// packed 4 or 8 bits to a word or stored as int8 values (W4A16, W8A16, W8A8 and their GPTQ
+// exports). GCC vectorizes the portable loop too, but through a row of codes and a row of
+// differences in memory, packed and summed in passes after it; here each 16 values go from the
+// weight to their packed codes and squared error in registers, which made the pack about twice as fast.
+// Bit for bit the portable loop's words, int8 values, NaN verdict and error sum (its lanes and
+// their order included); tests compare the two.
+#pragma once
+
+#include <cstdint>
+
+namespace llmc::quant {
+
+struct int_pack_rows {
+    const void *x = nullptr;       // [rows, cols] weight, bf16 or float
+    const void *scale = nullptr;   // [rows, cols / group] (per_row) or one value; the weight's dtype
+    bool bf16 = false;             // the dtype of x, scale and the computation
+    int64_t cols = 0, group = 0;   // group divides cols; both multiples of 16
+    bool per_row = false;
+    int bits = 4;                  // 4 or 8
+    float lo = 0, hi = 0, offset = 0; // the clamp range and the code's offset, as quantize_pack_range's
+    uint32_t *words = nullptr;     // [rows, cols * bits / 32] packed codes, or
+    int8_t *codes = nullptr;       // [rows, cols] int8 values (quantize()'s)
+    double *row_error = nullptr;   // optional: Σ (fake_quantize(x) - x)² per row
+};
+
+// Whether the loop serves `a`: the shape and width conditions above, and a CPU with AVX-512
+// (F, BW, VL, DQ) while int_pack_avx512_enable has not switched it off.
+bool int_pack_avx512_serves(const int_pack_rows &a);
+
+// Rows [r0, r1) of `a`, which int_pack_avx512_serves; nonzero when a quotient is NaN (the caller
+// then takes the generic path, as for the portable loop).
+int int_pack_avx512_run(const int_pack_rows &a, int64_t r0, int64_t r1);
+
+// On by default; tests switch it off to compare with the portable loop. Returns the old setting.
+bool int_pack_avx512_enable(bool on);
+// Rows the loop has packed since the process started (tests check that it ran).
+uint64_t int_pack_avx512_rows_run();
+
+} // namespace llmc::quant
