@@ -59,38 +59,33 @@ template <bool Bf16> inline float scalar_at(const void *p, int64_t i) {
 template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
     const int64_t cols = a.cols, group = a.group, groups = cols / group;
     const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi), offset = _mm512_set1_ps(a.offset);
-    const __m512 magic = _mm512_set1_ps(12582912.0f); // 1.5 * 2^23: adding it rounds half to even
-    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
     __mmask16 nan = 0;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t row = r * cols;
+        uint32_t *words = a.words ? a.words + row * Mode / 32 : nullptr;
         __m512 acc = _mm512_setzero_ps();
         for (int64_t g = 0; g < groups; ++g) {
             const __m512 s = _mm512_set1_ps(scalar_at<Bf16>(a.scale, a.per_row ? r * groups + g : 0));
-            for (int64_t c = g * group; c < (g + 1) * group; c += 16) {
+            for (int64_t c = g * group, end = (g + 1) * group; c < end; c += 16) {
                 const __m512 x = load16<Bf16>(a.x, row + c);
                 __m512 v = _mm512_div_ps(x, s);
-                nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                nan = _kor_mask16(nan, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
                 if constexpr (Bf16) v = round_bf16(v);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                // (v + magic) - magic with v's sign (round() keeps -0), as quantize_one.
-                const __m512 rounded = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
-                const __m512 q = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
-                    sign, _mm512_castps_si512(v), _mm512_castps_si512(rounded), 0xCA)); // bitwise sign ? v : rounded
+                // Half to even keeping -0: quantize_one's (v + 1.5 * 2^23) - 1.5 * 2^23 with v's sign.
+                const __m512 q = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                 if constexpr (Mode == 0) {
                     const __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q));
                     _mm_storeu_si128(reinterpret_cast<__m128i *>(a.codes + row + c), b);
                 } else {
-                    const __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(q, offset)));
+                    const __m512i code = _mm512_cvttps_epi32(_mm512_add_ps(q, offset));
                     if constexpr (Mode == 8) {
-                        _mm_storeu_si128(reinterpret_cast<__m128i *>(a.words + (row + c) / 4), b);
+                        _mm_storeu_si128(reinterpret_cast<__m128i *>(words + c / 4), _mm512_cvtepi32_epi8(code));
                     } else {
-                        // Bytes b0..b15 (each below 16) to nibbles, the first in the low bits.
-                        const __m128i low = _mm_and_si128(b, _mm_set1_epi16(0x000F));
-                        const __m128i high = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi16(0x00F0));
-                        const __m128i pairs = _mm_or_si128(low, high);
-                        _mm_storel_epi64(reinterpret_cast<__m128i *>(a.words + (row + c) / 8),
-                                         _mm_packus_epi16(pairs, pairs));
+                        // Codes below 16 in pairs per 64-bit lane: the high one shifted down next to
+                        // the low one makes their byte, the first code in the low nibble.
+                        const __m512i pairs = _mm512_or_si512(code, _mm512_srli_epi64(code, 28));
+                        _mm_storel_epi64(reinterpret_cast<__m128i *>(words + c / 8), _mm512_cvtepi64_epi8(pairs));
                     }
                 }
                 if constexpr (Err) {

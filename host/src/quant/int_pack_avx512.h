@@ -2,8 +2,10 @@
 // symmetric INT weights whose weight, scale and computation dtypes are all bf16 or all float,
 // packed 4 or 8 bits to a word or stored as int8 values (W4A16, W8A16, W8A8 and their GPTQ
 // exports). GCC vectorizes the portable loop too, but through a row of codes and a row of
-// differences in memory, packed and summed in passes after it; here each 16 values go from the
-// weight to their packed codes and squared error in registers, which made the pack about twice as fast.
+// differences in memory, packed and summed in passes after it, with integer tricks where one
+// instruction does (round half to even: vrndscaleps; nibbles: a 64-bit shift and vpmovqb). Here
+// each 16 values go from the weight to their packed codes and squared error in registers: 0.28
+// against 0.39 ns a value in cache, and a W4A16 export's save phase ~15% shorter (docs/architecture.md).
 // Bit for bit the portable loop's words, int8 values, NaN verdict and error sum (its lanes and
 // their order included); tests compare the two.
 #pragma once
