@@ -52,6 +52,31 @@ TEST(cpu_allocator, large_tensors_get_own_mappings_and_reuse_freed_ones) {
     EXPECT_EQ(empty.numel(), 0);
 }
 
+// Below the large-block size too, cpu_empty_cached gives a mapping of its own and takes a freed
+// one of the same length back: the exporter's per-module buffers are not faulted in anew.
+TEST(cpu_allocator, cached_empty_reuses_small_mappings) {
+    cpu_allocator_install();
+    const cpu_allocator_stats s0 = cpu_allocator_stats_get();
+    const void *first = nullptr;
+    {
+        at::Tensor a = cpu_empty_cached({100, 1000}, at::kBFloat16); // 200 KB
+        ASSERT_EQ(a.sizes(), (std::vector<int64_t>{100, 1000}));
+        EXPECT_EQ(a.scalar_type(), at::kBFloat16);
+        EXPECT_TRUE(a.is_contiguous());
+        first = a.data_ptr();
+        a.fill_(2.0);
+        EXPECT_TRUE((a == 2.0).all().item<bool>());
+    }
+    const cpu_allocator_stats s1 = cpu_allocator_stats_get();
+    EXPECT_EQ(s1.large_blocks, s0.large_blocks + 1);
+    at::Tensor b = cpu_empty_cached({1000, 100}, at::kHalf); // the same length
+    EXPECT_EQ(b.data_ptr(), first);
+    EXPECT_EQ(cpu_allocator_stats_get().reused_blocks, s1.reused_blocks + 1);
+    at::Tensor none = cpu_empty_cached({0, 8}, at::kFloat);
+    EXPECT_EQ(none.numel(), 0);
+    EXPECT_EQ(cpu_allocator_stats_get().large_blocks, s1.large_blocks);
+}
+
 TEST(cpu_allocator, freed_blocks_beyond_the_bound_are_unmapped) {
     cpu_allocator_install();
     // More than the cache holds (256 MiB) in blocks of one length: freeing them all keeps only

@@ -5,6 +5,7 @@
 #include "quant/int_pack_avx512.h"
 #include "quant/packing.h"
 #include "quant/qparams_fast.h"
+#include "util/cpu_allocator.h"
 #include "util/work_pool.h"
 
 #include <ATen/Dispatch.h>
@@ -534,11 +535,11 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     if (band) block = (block + band - 1) / band * band;
     const int64_t blocks = (rows + block - 1) / block;
     const bool per_row = given && given->scale.numel() != 1;
-    const auto opts = at::TensorOptions();
-    at::Tensor out = fp4         ? at::empty({rows, cols / 2}, opts.dtype(at::kByte))
-                     : fp8       ? at::empty({rows, cols}, opts.dtype(at::kByte))
-                     : int_codes ? at::empty({rows, cols}, opts.dtype(at::kChar))
-                                 : at::empty({rows, packed_words(cols, w.num_bits)}, opts.dtype(at::kInt));
+    // The result and the row buffers in mappings reused module after module (cpu_empty_cached).
+    at::Tensor out = fp4         ? cpu_empty_cached({rows, cols / 2}, at::kByte)
+                     : fp8       ? cpu_empty_cached({rows, cols}, at::kByte)
+                     : int_codes ? cpu_empty_cached({rows, cols}, at::kChar)
+                                 : cpu_empty_cached({rows, packed_words(cols, w.num_bits)}, at::kInt);
     // Observed qparams go straight into the weight's tensors where the tensor-free observer
     // serves the args; otherwise each block's come from qparams_observe and are joined at the end.
     const bool direct = !given && observe_rows_minmax_applies(w, x.scalar_type());
@@ -563,7 +564,7 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     const int workers = static_cast<int>(std::min(threads, blocks));
     work_pool_run(workers, [&](int) {
         at::Tensor buffer, row_scale, row_zero_point;
-        if (read) buffer = at::empty({block, cols}, x.options());
+        if (read) buffer = cpu_empty_cached({block, cols}, x.scalar_type());
         for (int64_t b = next++; b < blocks && !failed; b = next++) {
             const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
             at::Tensor part = x.slice(0, r0, r1);

@@ -150,6 +150,16 @@ void cpu_allocator_install() {
     });
 }
 
+at::Tensor cpu_empty_cached(at::IntArrayRef sizes, at::ScalarType dtype) {
+    int64_t numel = 1;
+    for (int64_t d : sizes) numel *= d;
+    const size_t n = static_cast<size_t>(numel) * c10::elementSize(dtype);
+    if (n == 0) return at::empty(sizes, at::TensorOptions().dtype(dtype));
+    void *data = map_block(n);
+    TORCH_CHECK(data != nullptr, "llmc: out of memory allocating ", n, " bytes");
+    return at::from_blob(data, sizes, [](void *p) { free_block(p); }, at::TensorOptions().dtype(dtype));
+}
+
 cpu_allocator_stats cpu_allocator_stats_get() {
     return {large_blocks.load(), reused_blocks.load()};
 }

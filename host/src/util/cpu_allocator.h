@@ -11,6 +11,8 @@
 // does for the rest).
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -22,6 +24,13 @@ constexpr size_t cpu_allocator_large_bytes = size_t{1} << 20;
 // Installs the allocator as LibTorch's CPU allocator (once; later calls do nothing). Tensors
 // allocated before keep their own deleters.
 void cpu_allocator_install();
+
+// A contiguous CPU tensor in a mapping of its own whatever its size (a freed one of the same
+// length when the cache holds one), freed into that cache. For the buffers a pass allocates per
+// module with the same shapes layer after layer but below cpu_allocator_large_bytes (the
+// exporter's row buffers and the packed results of the attention projections): from malloc
+// they come back faulted in anew each time, as the heap is trimmed between modules.
+at::Tensor cpu_empty_cached(at::IntArrayRef sizes, at::ScalarType dtype);
 
 // What the allocator did since it was installed: large blocks given a new mapping, and large
 // blocks that reused a freed one.
