@@ -279,6 +279,56 @@ TEST(MinMaxFast, MatchesAtenReductions) {
     EXPECT_FALSE(a.defined());
 }
 
+// Groups whose length is a multiple of 16, in 16-bit floats, go sixteen at a time through the
+// AVX2 reduction where the CPU has it (the rest of the groups through the portable loop): the same
+// values as ATen's for groups of 16, 32, 48 and 128, with NaNs of either sign (by their bits: a
+// float NaN converts to a positive one), infinities, signed zeros and groups of one value.
+TEST(MinMaxFast, GroupsOf16BitFloatsMatchAten) {
+    for (at::ScalarType t : {at::kBFloat16, at::kHalf}) {
+        for (int64_t k : {16, 32, 48, 128}) {
+            const int64_t groups = 83; // five tiles of sixteen and three left over
+            at::Tensor x = (at::randn({1, groups, k}) * 5).to(t);
+            at::Tensor bits = x.view(at::kShort).view({-1});
+            const int16_t pos_nan = t == at::kBFloat16 ? 0x7FC1 : 0x7E01;
+            const int16_t neg_nan = static_cast<int16_t>(t == at::kBFloat16 ? 0xFFC1 : 0xFE01);
+            bits[5 * k + 3] = pos_nan;                // group 5
+            bits[17 * k] = neg_nan;                   // group 17
+            bits[40 * k + k - 1] = neg_nan;           // group 40, with a positive NaN too
+            bits[40 * k + 1] = pos_nan;
+            x.index_put_({0, 60}, std::numeric_limits<float>::infinity());
+            x.index_put_({0, 61, 0}, -std::numeric_limits<float>::infinity());
+            x.index_put_({0, 62}, -0.0);
+            x.index_put_({0, 63}, 0.0);
+            x.index_put_({0, 63, 7}, -0.0);
+            x.index_put_({0, 64}, 1.5); // one value throughout
+            x.index_put_({0, 82, 2}, std::numeric_limits<float>::quiet_NaN()); // a leftover group
+            at::Tensor mn, mx;
+            ASSERT_TRUE(minmax_last_dim_fast(x, mn, mx));
+            const at::Tensor rmn = at::amin(x, {0, -1}).to(at::kFloat), rmx = at::amax(x, {0, -1}).to(at::kFloat);
+            const at::Tensor a = mn.to(at::kFloat), c = mx.to(at::kFloat);
+            const std::string what = std::string(c10::toString(t)) + " k " + std::to_string(k);
+            EXPECT_TRUE(at::equal(a.isnan(), rmn.isnan())) << what;
+            EXPECT_TRUE(at::equal(c.isnan(), rmx.isnan())) << what;
+            EXPECT_EQ(a.isnan().sum().item<int64_t>(), 4) << what;
+            EXPECT_TRUE(at::equal(a.nan_to_num(0), rmn.nan_to_num(0))) << what;
+            EXPECT_TRUE(at::equal(c.nan_to_num(0), rmx.nan_to_num(0))) << what;
+            EXPECT_EQ(a[60].item<float>(), std::numeric_limits<float>::infinity()) << what;
+            EXPECT_EQ(a[62].item<float>(), 0.0f) << what;
+            EXPECT_EQ(c[64].item<float>(), 1.5f) << what;
+            // The serial form the exporter calls gives the same.
+            at::Tensor smn = at::empty({groups}, x.options()), smx = at::empty({groups}, x.options());
+            if (t == at::kBFloat16)
+                minmax_rows_serial(x.data_ptr<c10::BFloat16>(), groups, k, smn.data_ptr<c10::BFloat16>(),
+                                   smx.data_ptr<c10::BFloat16>());
+            else
+                minmax_rows_serial(x.data_ptr<c10::Half>(), groups, k, smn.data_ptr<c10::Half>(),
+                                   smx.data_ptr<c10::Half>());
+            EXPECT_TRUE(at::equal(smn.view(at::kShort), mn.view(at::kShort))) << what;
+            EXPECT_TRUE(at::equal(smx.view(at::kShort), mx.view(at::kShort))) << what;
+        }
+    }
+}
+
 // Block minima and maxima (minmax_blocks_fast, and the serial form the exporter calls on a band
 // of rows) against at::amin / at::amax over flatten_for_calibration's block layout (the weight
 // zero-padded to whole blocks, transposed): blocks cut short at the bottom and the right count the
