@@ -7,7 +7,7 @@
 #include "export/module_compress.h"
 #include "quant/args.h"
 #include "quant/float_formats.h"
-#include "quant/int_pack_avx512.h"
+#include "quant/pack_avx512.h"
 #include "quant/packing.h"
 #include "quant/presets.h"
 #include "quant/qparams.h"
@@ -139,7 +139,7 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
     EXPECT_EQ(fast_taken, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
 }
 
-// The AVX-512 loop (quant/int_pack_avx512.h) writes exactly the portable loop's words and int8
+// The AVX-512 loop (quant/pack_avx512.h) writes exactly the portable loop's words and int8
 // values and measures exactly its error (the same float lanes summed in the same order), for
 // bf16 and float weights, group, channel and tensor strategies, 4- and 8-bit packing and int8
 // values; for random values, quotients on rounding ties, values past the clamp, -0 and tiny ones.
@@ -185,9 +185,9 @@ TEST(export_fast, avx512_int_loop_matches_the_portable_loop) {
                                                  std::to_string(bits) + " g" + std::to_string(group) + " " + format;
                         double e_avx = -1, e_portable = -2;
                         const auto avx = compress(scheme, in, dtype, true, &e_avx, format);
-                        quant::int_pack_avx512_enable(false);
+                        quant::pack_avx512_enable(false);
                         const auto portable = compress(scheme, in, dtype, true, &e_portable, format);
-                        quant::int_pack_avx512_enable(true);
+                        quant::pack_avx512_enable(true);
                         expect_same(avx, portable, what);
                         EXPECT_EQ(e_avx, e_portable) << what;
                         EXPECT_GT(e_avx, 0.0) << what;
@@ -587,7 +587,8 @@ TEST(export_fast, nan_weights_take_the_generic_path) {
 // and small negatives (code 8), and for quotients past ±6; its error equals fake_quantize's.
 TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
     int cases = 0;
-    const uint64_t before = fast_taken;
+    const uint64_t before = fast_taken, avx_before = quant::fp4_pack_avx512_rows_run();
+    uint64_t avx_rows = 0;
     for (const char *preset : {"NVFP4A16", "MXFP4A16"}) {
         const quant::quant_scheme scheme = quant::preset_scheme(preset, {"Linear"});
         const quant::quant_args &a = *scheme.weights;
@@ -615,17 +616,30 @@ TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
                 std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
                 if (qp.global_scale.defined()) in.push_back({"weight_global_scale", qp.global_scale, ""});
                 const std::string what = std::string(preset) + " " + c10::toString(dtype) + " " + data;
-                double e_fast = -1, e_generic = -2;
+                double e_fast = -1, e_generic = -2, e_portable = -3;
                 const auto fast = compress(scheme, in, dtype, true, &e_fast, format);
                 const auto generic = compress(scheme, in, dtype, false, &e_generic, format);
                 expect_same(fast, generic, what);
                 EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what;
+                // The AVX-512 loop (bf16 and float weights, where the CPU has it) against the
+                // portable one: the same bytes and the same error, to the bit.
+                quant::pack_avx512_enable(false);
+                const auto portable = compress(scheme, in, dtype, true, &e_portable, format);
+                quant::pack_avx512_enable(true);
+                expect_same(fast, portable, what + " portable loop");
+                EXPECT_EQ(e_fast, e_portable) << what;
+                if (dtype != at::kHalf) avx_rows += rows;
                 ++cases;
             }
         }
     }
     EXPECT_EQ(cases, 2 * 3 * 3);
-    EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(cases)) << "the fused path did not run for every case";
+    EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
+    quant::fp4_pack_rows probe;
+    probe.cols = probe.group = 16;
+    probe.out = reinterpret_cast<uint8_t *>(&probe);
+    if (quant::fp4_pack_avx512_serves(probe))
+        EXPECT_EQ(quant::fp4_pack_avx512_rows_run() - avx_before, avx_rows) << "the AVX-512 loop did not run";
 }
 
 // Without stored qparams, MXFP4 weights are observed block by block in the pass that packs them:

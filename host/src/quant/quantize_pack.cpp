@@ -2,7 +2,7 @@
 
 #include "quant/float_formats.h"
 #include "quant/float_round.h"
-#include "quant/int_pack_avx512.h"
+#include "quant/pack_avx512.h"
 #include "quant/packing.h"
 #include "quant/qparams_fast.h"
 #include "util/cpu_allocator.h"
@@ -361,9 +361,33 @@ at::Tensor codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Te
     const X *xp = x.data_ptr<X>();
     const S *sp = scale.data_ptr<S>();
     uint8_t *op = out.data_ptr<uint8_t>();
+    // bf16 and float weights and scales: the AVX-512 FP4 loop where the CPU has it.
+    constexpr bool avx_types = (std::is_same<X, float>::value || std::is_same<X, c10::BFloat16>::value) &&
+                               (std::is_same<S, float>::value || std::is_same<S, c10::BFloat16>::value) &&
+                               std::is_same<T, std::conditional_t<std::is_same<X, c10::BFloat16>::value &&
+                                                                      std::is_same<S, c10::BFloat16>::value,
+                                                                  c10::BFloat16, float>>::value;
+    fp4_pack_rows avx;
+    if (Fp4 && avx_types) {
+        avx.x = xp;
+        avx.scale = sp;
+        avx.x_bf16 = std::is_same<X, c10::BFloat16>::value;
+        avx.scale_bf16 = std::is_same<S, c10::BFloat16>::value;
+        avx.cols = cols;
+        avx.group = group;
+        avx.per_row = per_row;
+        avx.out = op;
+        if (!fp4_pack_avx512_serves(avx)) avx.x = nullptr;
+    }
     const bool ok = fused_rows_run(
         x, zp, mean_squared_error, [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
             if constexpr (Fp4) {
+                if (avx.x) {
+                    fp4_pack_rows rows = avx;
+                    rows.zero_point = zpp;
+                    rows.row_error = row_error;
+                    return fp4_pack_avx512_run(rows, r0, r1);
+                }
                 std::vector<uint8_t> c(static_cast<size_t>(cols));
                 std::vector<float> row_s(static_cast<size_t>(cols)), row_z(zpp ? static_cast<size_t>(cols) : 0);
                 auto run = [&](auto kernel) {

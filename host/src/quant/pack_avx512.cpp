@@ -1,9 +1,9 @@
-#include "quant/int_pack_avx512.h"
+#include "quant/pack_avx512.h"
 
 #include <atomic>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LLMC_INT_PACK_AVX512 1
+#define LLMC_PACK_AVX512 1
 // GCC 12 takes the headers' deliberately undefined `__Y = __Y` (_mm512_undefined_*) for an
 // uninitialised read once inlined into a target("avx512...") function.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -15,9 +15,9 @@ namespace llmc::quant {
 namespace {
 
 std::atomic<bool> enabled{true};
-std::atomic<uint64_t> rows_run{0};
+std::atomic<uint64_t> rows_run{0}, fp4_rows_run{0};
 
-#ifdef LLMC_INT_PACK_AVX512
+#ifdef LLMC_PACK_AVX512
 
 bool cpu_has_avx512() {
     static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -109,6 +109,86 @@ template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack
     return nan != 0;
 }
 
+// round_to_finite<T> on 16 lanes: bf16 rounds, float is as it is.
+template <bool Bf16> LLMC_AVX512 inline __m512 round_to(__m512 v) {
+    if constexpr (Bf16) return round_bf16(v);
+    else return v;
+}
+
+// fp4_codes_range's steps for rows [r0, r1): XBf16 / SBf16 the weight's and scale's dtypes (else
+// float), the computation's bf16 only when both are.
+template <bool XBf16, bool SBf16, bool Zp, bool Err>
+LLMC_AVX512 int fp4_rows(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
+    constexpr bool TBf16 = XBf16 && SBf16;
+    const int64_t cols = a.cols, group = a.group, groups = cols / group;
+    const __m512 six = _mm512_set1_ps(6.0f), minus_six = _mm512_set1_ps(-6.0f), zero = _mm512_setzero_ps();
+    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u)), eight = _mm512_set1_epi32(8);
+    // The E2M1 grid by index, and fp4_one's thresholds: ties go to the even index.
+    const __m512 grid_of = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512 t1 = _mm512_set1_ps(0.25f), t2 = _mm512_set1_ps(0.75f), t3 = _mm512_set1_ps(1.25f),
+                 t4 = _mm512_set1_ps(1.75f), t5 = _mm512_set1_ps(2.5f), t6 = _mm512_set1_ps(3.5f),
+                 t7 = _mm512_set1_ps(5.0f);
+    __mmask16 nan = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t row = r * cols;
+        uint8_t *out = a.out + row / 2;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t k = a.per_row ? r * groups + g : 0;
+            const __m512 s = _mm512_set1_ps(scalar_at<SBf16>(a.scale, k));
+            const __m512 z = Zp ? _mm512_set1_ps(a.zero_point[k]) : zero;
+            for (int64_t c = g * group, end = (g + 1) * group; c < end; c += 16) {
+                const __m512 x = load16<XBf16>(a.x, row + c);
+                __m512 v = _mm512_div_ps(x, s);
+                nan = _kor_mask16(nan, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+                v = round_to<TBf16>(v);
+                if constexpr (Zp) v = round_to<TBf16>(_mm512_add_ps(v, z));
+                v = _mm512_min_ps(_mm512_max_ps(v, minus_six), six);
+                const __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
+                __m512i idx = _mm512_setzero_si512();
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t1, _CMP_GT_OQ), idx, one);
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t2, _CMP_GE_OQ), idx, one);
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t3, _CMP_GT_OQ), idx, one);
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t4, _CMP_GE_OQ), idx, one);
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t5, _CMP_GT_OQ), idx, one);
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t6, _CMP_GE_OQ), idx, one);
+                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t7, _CMP_GT_OQ), idx, one);
+                // A negative value (not -0) takes the sign: -g (so -0 at index 0) and code bit 3.
+                const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+                const __m512 g_abs = _mm512_permutexvar_ps(idx, grid_of);
+                const __m512 grid = _mm512_castsi512_ps(
+                    _mm512_mask_xor_epi32(_mm512_castps_si512(g_abs), neg, _mm512_castps_si512(g_abs), sign));
+                const __m512i code = _mm512_mask_or_epi32(idx, neg, idx, eight);
+                const __m512i pairs = _mm512_or_si512(code, _mm512_srli_epi64(code, 28));
+                _mm_storel_epi64(reinterpret_cast<__m128i *>(out + c / 2), _mm512_cvtepi64_epi8(pairs));
+                if constexpr (Err) {
+                    // dequantize_one<S, X>: (grid - z) and its product with s rounded to the
+                    // scale's dtype, then to the weight's.
+                    const __m512 q = Zp ? round_to<SBf16>(_mm512_sub_ps(grid, z)) : grid;
+                    const __m512 p = round_to<XBf16 && !SBf16>(round_to<SBf16>(_mm512_mul_ps(q, s)));
+                    const __m512 d = _mm512_sub_ps(p, x);
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(d, d));
+                }
+            }
+        }
+        if constexpr (Err) {
+            alignas(64) float lane[16];
+            _mm512_store_ps(lane, acc);
+            double total = 0;
+            for (float l : lane) total += l;
+            a.row_error[r] = total;
+        }
+    }
+    return nan != 0;
+}
+
+template <bool XBf16, bool SBf16> int fp4_dtypes(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
+    if (a.zero_point)
+        return a.row_error ? fp4_rows<XBf16, SBf16, true, true>(a, r0, r1) : fp4_rows<XBf16, SBf16, true, false>(a, r0, r1);
+    return a.row_error ? fp4_rows<XBf16, SBf16, false, true>(a, r0, r1) : fp4_rows<XBf16, SBf16, false, false>(a, r0, r1);
+}
+
 template <bool Bf16, int Mode> int run_mode(const int_pack_rows &a, int64_t r0, int64_t r1) {
     return a.row_error ? run_rows<Bf16, Mode, true>(a, r0, r1) : run_rows<Bf16, Mode, false>(a, r0, r1);
 }
@@ -123,7 +203,7 @@ template <bool Bf16> int run_dtype(const int_pack_rows &a, int64_t r0, int64_t r
 } // namespace
 
 bool int_pack_avx512_serves(const int_pack_rows &a) {
-#ifdef LLMC_INT_PACK_AVX512
+#ifdef LLMC_PACK_AVX512
     if (!enabled || !cpu_has_avx512()) return false;
     if (a.group <= 0 || a.group % 16 != 0 || a.cols % a.group != 0) return false;
     if (a.codes) return a.bits >= 1 && a.bits <= 8;
@@ -135,7 +215,7 @@ bool int_pack_avx512_serves(const int_pack_rows &a) {
 }
 
 int int_pack_avx512_run(const int_pack_rows &a, int64_t r0, int64_t r1) {
-#ifdef LLMC_INT_PACK_AVX512
+#ifdef LLMC_PACK_AVX512
     rows_run += static_cast<uint64_t>(r1 - r0);
     return a.bf16 ? run_dtype<true>(a, r0, r1) : run_dtype<false>(a, r0, r1);
 #else
@@ -144,8 +224,29 @@ int int_pack_avx512_run(const int_pack_rows &a, int64_t r0, int64_t r1) {
 #endif
 }
 
-bool int_pack_avx512_enable(bool on) { return enabled.exchange(on); }
+bool fp4_pack_avx512_serves(const fp4_pack_rows &a) {
+#ifdef LLMC_PACK_AVX512
+    return enabled && cpu_has_avx512() && a.out && a.group > 0 && a.group % 16 == 0 && a.cols % a.group == 0;
+#else
+    (void)a;
+    return false;
+#endif
+}
+
+int fp4_pack_avx512_run(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
+#ifdef LLMC_PACK_AVX512
+    fp4_rows_run += static_cast<uint64_t>(r1 - r0);
+    if (a.x_bf16) return a.scale_bf16 ? fp4_dtypes<true, true>(a, r0, r1) : fp4_dtypes<true, false>(a, r0, r1);
+    return a.scale_bf16 ? fp4_dtypes<false, true>(a, r0, r1) : fp4_dtypes<false, false>(a, r0, r1);
+#else
+    (void)a, (void)r0, (void)r1;
+    return 0;
+#endif
+}
+
+bool pack_avx512_enable(bool on) { return enabled.exchange(on); }
 
 uint64_t int_pack_avx512_rows_run() { return rows_run; }
+uint64_t fp4_pack_avx512_rows_run() { return fp4_rows_run; }
 
 } // namespace llmc::quant
