@@ -43,7 +43,8 @@ int int_pack_avx512_run(const int_pack_rows &a, int64_t r0, int64_t r1);
 // codes two to a byte, NaN verdict and error sum, bit for bit. Each value's grid index counts
 // the thresholds it passes as masked adds, its grid value is a table lookup (vpermps), and the
 // codes never leave registers: the portable loop spreads the scales over the row first and goes
-// through a row of codes and one of differences.
+// through a row of codes and one of differences. 0.43 against 0.62 ns a value in cache (NVFP4's
+// groups of 16; the division, ~a third of it, is what is left).
 struct fp4_pack_rows {
     const void *x = nullptr;     // [rows, cols] weight
     const void *scale = nullptr; // [rows, cols / group] (per_row) or one value: what x is divided by
