@@ -584,7 +584,8 @@ TEST(export_fast, nan_weights_take_the_generic_path) {
 // NVFP4 (tensor_group, group 16, a global scale) and MXFP4 (group 32, E8M0 scales) weights: the
 // fused pass packs quantize()'s codes byte for byte, in every float dtype, for random values, for
 // quotients on every rounding threshold of the E2M1 grid (ties go to the even mantissa), for -0
-// and small negatives (code 8), and for quotients past ±6; its error equals fake_quantize's.
+// and small negatives (code 8), and for quotients past ±6, with and without a stored zero point;
+// its error equals fake_quantize's.
 TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
     int cases = 0;
     const uint64_t before = fast_taken, avx_before = quant::fp4_pack_avx512_rows_run();
@@ -596,7 +597,7 @@ TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
                                                                       : exporter::fmt_name::mxfp4_pack_quantized;
         const int64_t group = *a.group_size;
         for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
-            for (const char *data : {"random", "thresholds", "saturating"}) {
+            for (const char *data : {"random", "thresholds", "saturating", "random", "thresholds", "saturating"}) {
                 const int64_t rows = 37, cols = 256;
                 at::Tensor w = weight(rows, cols, dtype, 4000 + cases);
                 w.index_put_({2, at::indexing::Slice(0, 9)}, -0.0);
@@ -615,7 +616,13 @@ TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
                 }
                 std::vector<saved_tensor> in{{"weight", w, ""}, {"weight_scale", qp.scale, ""}};
                 if (qp.global_scale.defined()) in.push_back({"weight_global_scale", qp.global_scale, ""});
-                const std::string what = std::string(preset) + " " + c10::toString(dtype) + " " + data;
+                // The observer's zero point (zeros), stored or not: with it, quantize_values adds
+                // it, which turns a -0 quotient into +0.
+                const bool with_zp = cases % 2 == 1;
+                ASSERT_TRUE(qp.zero_point.defined());
+                if (with_zp) in.push_back({"weight_zero_point", qp.zero_point, ""});
+                const std::string what = std::string(preset) + " " + c10::toString(dtype) + " " + data +
+                                         (with_zp ? " zero point" : "");
                 double e_fast = -1, e_generic = -2, e_portable = -3;
                 const auto fast = compress(scheme, in, dtype, true, &e_fast, format);
                 const auto generic = compress(scheme, in, dtype, false, &e_generic, format);
@@ -633,7 +640,7 @@ TEST(export_fast, fp4_packed_codes_match_the_generic_path) {
             }
         }
     }
-    EXPECT_EQ(cases, 2 * 3 * 3);
+    EXPECT_EQ(cases, 2 * 3 * 6);
     EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
     quant::fp4_pack_rows probe;
     probe.cols = probe.group = 16;
