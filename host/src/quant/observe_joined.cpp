@@ -1,6 +1,7 @@
 #include "quant/observe_joined.h"
 
 #include "quant/minmax_fast.h"
+#include "util/cpu_allocator.h"
 #include "util/error.h"
 #include "util/work_pool.h"
 
@@ -33,14 +34,15 @@ bool blockwise(const quant_args &a, const std::vector<at::Tensor> &ws) {
     return true;
 }
 
-// Group minima and maxima of `w` into mn and mx ([rows, cols / group], w's dtype), in blocks of
-// rows of ~256 KiB spread over the work pool, each read through `read` when it reads.
-void group_minmax(const at::Tensor &w, int64_t group, const row_reader &read, at::Tensor &mn, at::Tensor &mx) {
+// Group minima and maxima of `w` into mn and mx (contiguous [rows, cols / group] of w's dtype:
+// rows of the partner set's), in blocks of rows of ~256 KiB spread over the work pool, each read
+// through `read` when it reads. Buffers and results come from reused mappings
+// (cpu_empty_cached): fresh ones were faulted in again for every weight.
+void group_minmax(const at::Tensor &w, int64_t group, const row_reader &read, const at::Tensor &mn,
+                  const at::Tensor &mx) {
     const int64_t rows = w.size(0), cols = w.size(1), groups = cols / group;
     const int64_t block = std::max<int64_t>(1, (int64_t{256} << 10) / (cols * w.element_size()));
     const int64_t blocks = (rows + block - 1) / block;
-    mn = at::empty({rows, groups}, w.options());
-    mx = at::empty({rows, groups}, w.options());
     std::atomic<int64_t> next{0};
     const int workers = static_cast<int>(std::min<int64_t>(work_pool_threads(), blocks));
     work_pool_run(workers, [&](int) {
@@ -49,7 +51,7 @@ void group_minmax(const at::Tensor &w, int64_t group, const row_reader &read, at
             const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
             const void *src = static_cast<const char *>(w.data_ptr()) + r0 * cols * w.element_size();
             if (read) {
-                if (!buffer.defined()) buffer = at::empty({block, cols}, w.options());
+                if (!buffer.defined()) buffer = cpu_empty_cached({block, cols}, w.scalar_type());
                 if (read(r0, r1, buffer.data_ptr())) src = buffer.data_ptr();
             }
             const int64_t n = (r1 - r0) * groups, first = r0 * groups;
@@ -78,12 +80,20 @@ std::vector<qparams> qparams_observe_joined(const quant_args &args, const std::v
     observer obs(args, observed_role::weight);
     std::optional<serial_aten_ops> small;
     if (blockwise(args, weights)) {
-        std::vector<at::Tensor> mins(weights.size()), maxs(weights.size());
-        for (size_t i = 0; i < weights.size(); ++i)
-            group_minmax(weights[i], *args.group_size, i < reads.size() ? reads[i] : row_reader(), mins[i], maxs[i]);
+        // The partners' rows one after another, as in their concatenation.
+        int64_t rows = 0;
+        for (const at::Tensor &w : weights) rows += w.size(0);
+        const int64_t groups = weights.front().size(1) / *args.group_size;
+        const at::ScalarType dtype = weights.front().scalar_type();
+        const at::Tensor mn = cpu_empty_cached({rows, groups}, dtype), mx = cpu_empty_cached({rows, groups}, dtype);
+        int64_t row = 0;
+        for (size_t i = 0; i < weights.size(); ++i) {
+            const int64_t end = row + weights[i].size(0);
+            group_minmax(weights[i], *args.group_size, i < reads.size() ? reads[i] : row_reader(),
+                         mn.slice(0, row, end), mx.slice(0, row, end));
+            row = end;
+        }
         small.emplace(); // from here on tensors of one value per group
-        const at::Tensor mn = mins.size() == 1 ? mins.front() : at::cat(mins, 0);
-        const at::Tensor mx = maxs.size() == 1 ? maxs.front() : at::cat(maxs, 0);
         // What observe() folds for these groups: their minima and maxima and, for tensor_group,
         // the whole tensor's range taken from them.
         at::Tensor gmin, gmax;
