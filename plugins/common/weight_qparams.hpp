@@ -89,9 +89,25 @@ inline std::vector<std::vector<std::string>> observation_units(const std::vector
     return units;
 }
 
+// The weight qparams the host stored for m (weight_qparams_store, or store_weight_qparams
+// below): its buffers, which are what observe_weight returns in the weight's dtype, without a
+// symmetric zero point (not stored; a zero one changes no quantized value).
+inline weight_qparams stored_weight_qparams(const llmc::sdk::host_ref &h, const std::string &m) {
+    weight_qparams q;
+    for (const auto &name : h.tensor_names(m, LLMC_TENSOR_BUFFER)) {
+        if (name == "weight_scale") q.scale = llmc::sdk::tensor_get(h, m, name);
+        else if (name == "weight_zero_point") q.zero_point = llmc::sdk::tensor_get(h, m, name);
+        else if (name == "weight_global_scale") q.global_scale = llmc::sdk::tensor_get(h, m, name);
+    }
+    if (!q.scale.defined()) throw status_error(LLMC_ERR_INTERNAL, m + ": the host stored no weight_scale");
+    return q;
+}
+
 // Qparams of the original weights of `modules`, observed in observation_units. `observer_of`
 // gives a module's imatrix observer, if any (partners read the same input: the first one's
-// serves all).
+// serves all). Units without one are observed and stored by the host where it can
+// (weight_qparams_store, ABI 1.3: each weight read once from its file, a partner set without
+// the concatenated copy made below), and their qparams read back from the module's buffers.
 using observer_lookup = std::function<llmc::sdk::observer *(const std::string &)>;
 inline std::map<std::string, weight_qparams> observe_weights(const llmc::sdk::host_ref &h,
                                                              const std::vector<std::string> &modules,
@@ -100,6 +116,10 @@ inline std::map<std::string, weight_qparams> observe_weights(const llmc::sdk::ho
     auto existing = [&](const std::string &m) { return observer_of ? observer_of(m) : nullptr; };
     std::map<std::string, weight_qparams> out;
     for (const auto &members : observation_units(modules, args_of)) {
+        if (!existing(members.front()) && h.weight_qparams_store(members)) {
+            for (const auto &m : members) out[m] = stored_weight_qparams(h, m);
+            continue;
+        }
         if (members.size() == 1) {
             const std::string &m = members.front();
             out[m] = observe_weight(h, *args_of(m), llmc::sdk::tensor_get(h, m, "weight"), m, existing(m));
