@@ -395,7 +395,7 @@ quant::quant_args fp8_args(const std::string &strategy, bool symmetric = true, c
 // tensor, channel, group, block (37 rows: the last block of rows is partial) and MX (the
 // mxfp8-quantized format), scales in the weight's dtype or float32; ties between neighbouring
 // codes, -0, subnormal codes and saturation (stored scales half the observed ones, so quotients
-// pass 448); and the error equals fake_quantize's.
+// pass 448), with and without a stored zero point; and the error equals fake_quantize's.
 TEST(export_fast, fp8_codes_match_the_generic_path) {
     int cases = 0;
     const uint64_t before = fast_taken;
@@ -430,19 +430,22 @@ TEST(export_fast, fp8_codes_match_the_generic_path) {
                     } else if (std::string(data) == "saturating") {
                         s = (qp.scale.to(at::kFloat) / 2).to(sdt);
                     }
-                    std::vector<saved_tensor> in{{"weight", x, ""}, {"weight_scale", s, ""},
-                                                 {"weight_zero_point", qp.zero_point, ""}};
+                    // The zero point (zeros) stored or not, alternately.
+                    const bool with_zp = cases % 2 == 0;
+                    std::vector<saved_tensor> in{{"weight", x, ""}, {"weight_scale", s, ""}};
+                    if (with_zp) in.push_back({"weight_zero_point", qp.zero_point, ""});
                     const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " scale " +
-                                             c10::toString(sdt) + " " + data;
+                                             c10::toString(sdt) + " " + data + (with_zp ? " zero point" : "");
                     double e_fast = -1, e_generic = -2;
                     const auto fast = compress(scheme, in, dtype, true, &e_fast, format);
                     const auto generic = compress(scheme, in, dtype, false, &e_generic, format);
                     expect_same(fast, generic, what);
                     EXPECT_EQ(fast.front().dtype, "F8_E4M3") << what;
                     EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what;
-                    // The symmetric zero point is added as quantize_values adds it: -0 becomes +0.
+                    // A zero point is added as quantize_values adds it: -0 becomes +0 (code 0);
+                    // without one -0 keeps its sign (code 0x80).
                     if (std::string(data) == "random")
-                        EXPECT_EQ(fast.front().tensor[2][0].item<uint8_t>(), 0) << what;
+                        EXPECT_EQ(fast.front().tensor[2][0].item<uint8_t>(), with_zp ? 0 : 0x80) << what;
                     ++cases;
                 }
             }
