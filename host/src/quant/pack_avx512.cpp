@@ -55,6 +55,22 @@ template <bool Bf16> inline float scalar_at(const void *p, int64_t i) {
     }
 }
 
+// acc + (p - x)²: a value's squared error into its column's lane, as sum_squares adds them (no
+// fused multiply-add).
+LLMC_AVX512 inline __m512 add_square(__m512 acc, __m512 p, __m512 x) {
+    const __m512 d = _mm512_sub_ps(p, x);
+    return _mm512_add_ps(acc, _mm512_mul_ps(d, d));
+}
+
+// sum_squares' end: the 16 lanes summed in double, in lane order.
+LLMC_AVX512 inline double lanes_sum(__m512 acc) {
+    alignas(64) float lane[16];
+    _mm512_store_ps(lane, acc);
+    double total = 0;
+    for (float l : lane) total += l;
+    return total;
+}
+
 // Mode: 4 or 8 = packed words of that width; 0 = int8 values.
 template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
     const int64_t cols = a.cols, group = a.group, groups = cols / group;
@@ -89,22 +105,14 @@ template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack
                     }
                 }
                 if constexpr (Err) {
-                    // dequantize_one: (q * s) rounded to the scale's dtype, minus x; squared into
-                    // 16 lanes by column, as sum_squares adds them (no fused multiply-add).
+                    // dequantize_one: (q * s) rounded to the scale's dtype.
                     __m512 p = _mm512_mul_ps(q, s);
                     if constexpr (Bf16) p = round_bf16(p);
-                    const __m512 d = _mm512_sub_ps(p, x);
-                    acc = _mm512_add_ps(acc, _mm512_mul_ps(d, d));
+                    acc = add_square(acc, p, x);
                 }
             }
         }
-        if constexpr (Err) {
-            alignas(64) float lane[16];
-            _mm512_store_ps(lane, acc);
-            double total = 0;
-            for (float l : lane) total += l;
-            a.row_error[r] = total;
-        }
+        if constexpr (Err) a.row_error[r] = lanes_sum(acc);
     }
     return nan != 0;
 }
@@ -166,19 +174,11 @@ LLMC_AVX512 int fp4_rows(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
                     // dequantize_one<S, X>: (grid - z) and its product with s rounded to the
                     // scale's dtype, then to the weight's.
                     const __m512 q = Zp ? round_to<SBf16>(_mm512_sub_ps(grid, z)) : grid;
-                    const __m512 p = round_to<XBf16 && !SBf16>(round_to<SBf16>(_mm512_mul_ps(q, s)));
-                    const __m512 d = _mm512_sub_ps(p, x);
-                    acc = _mm512_add_ps(acc, _mm512_mul_ps(d, d));
+                    acc = add_square(acc, round_to<XBf16 && !SBf16>(round_to<SBf16>(_mm512_mul_ps(q, s))), x);
                 }
             }
         }
-        if constexpr (Err) {
-            alignas(64) float lane[16];
-            _mm512_store_ps(lane, acc);
-            double total = 0;
-            for (float l : lane) total += l;
-            a.row_error[r] = total;
-        }
+        if constexpr (Err) a.row_error[r] = lanes_sum(acc);
     }
     return nan != 0;
 }
