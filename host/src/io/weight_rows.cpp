@@ -1,6 +1,11 @@
 #include "io/weight_rows.h"
 
 #include "io/file_regions.h"
+#include "util/cpu_allocator.h"
+#include "util/work_pool.h"
+
+#include <algorithm>
+#include <atomic>
 
 #include <unistd.h>
 
@@ -22,6 +27,28 @@ std::function<bool(int64_t r0, int64_t r1, void *dst)> weight_rows_reader(const 
         }
         return true;
     };
+}
+
+bool weight_row_blocks(const at::Tensor &x, int64_t block,
+                       const std::function<bool(int64_t r0, int64_t r1, void *dst)> &read,
+                       const std::function<bool(int worker, int64_t r0, int64_t r1, const at::Tensor &rows)> &fn) {
+    const int64_t rows = x.size(0), blocks = (rows + block - 1) / block;
+    std::atomic<int64_t> next{0};
+    std::atomic<bool> stopped{false};
+    const int workers = static_cast<int>(std::min<int64_t>(work_pool_threads(), blocks));
+    work_pool_run(workers, [&](int worker) {
+        at::Tensor buffer;
+        for (int64_t b = next++; b < blocks && !stopped; b = next++) {
+            const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
+            at::Tensor part = x.slice(0, r0, r1);
+            if (read) {
+                if (!buffer.defined()) buffer = cpu_empty_cached({block, x.size(1)}, x.scalar_type());
+                if (read(r0, r1, buffer.data_ptr())) part = buffer.slice(0, 0, r1 - r0);
+            }
+            if (!fn(worker, r0, r1, part)) stopped = true;
+        }
+    });
+    return !stopped;
 }
 
 } // namespace llmc

@@ -1,5 +1,6 @@
 #include "quant/observe_joined.h"
 
+#include "io/weight_rows.h"
 #include "quant/minmax_fast.h"
 #include "util/cpu_allocator.h"
 #include "util/error.h"
@@ -36,39 +37,22 @@ bool blockwise(const quant_args &a, const std::vector<at::Tensor> &ws) {
 
 // Group minima and maxima of `w` into mn and mx (contiguous [rows, cols / group] of w's dtype:
 // rows of the partner set's), in blocks of rows of ~256 KiB spread over the work pool, each read
-// through `read` when it reads. Buffers and results come from reused mappings
-// (cpu_empty_cached): fresh ones were faulted in again for every weight.
+// through `read` when it reads (weight_row_blocks).
 void group_minmax(const at::Tensor &w, int64_t group, const row_reader &read, const at::Tensor &mn,
                   const at::Tensor &mx) {
-    const int64_t rows = w.size(0), cols = w.size(1), groups = cols / group;
-    const int64_t block = std::max<int64_t>(1, (int64_t{256} << 10) / (cols * w.element_size()));
-    const int64_t blocks = (rows + block - 1) / block;
-    std::atomic<int64_t> next{0};
-    const int workers = static_cast<int>(std::min<int64_t>(work_pool_threads(), blocks));
-    work_pool_run(workers, [&](int) {
-        at::Tensor buffer;
-        for (int64_t b = next++; b < blocks; b = next++) {
-            const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
-            const void *src = static_cast<const char *>(w.data_ptr()) + r0 * cols * w.element_size();
-            if (read) {
-                if (!buffer.defined()) buffer = cpu_empty_cached({block, cols}, w.scalar_type());
-                if (read(r0, r1, buffer.data_ptr())) src = buffer.data_ptr();
-            }
-            const int64_t n = (r1 - r0) * groups, first = r0 * groups;
-            auto run = [&](auto *x, auto *lo, auto *hi) { minmax_rows_serial(x, n, group, lo + first, hi + first); };
-            switch (w.scalar_type()) {
-            case at::kFloat:
-                run(static_cast<const float *>(src), mn.data_ptr<float>(), mx.data_ptr<float>());
-                break;
-            case at::kBFloat16:
-                run(static_cast<const c10::BFloat16 *>(src), mn.data_ptr<c10::BFloat16>(),
-                    mx.data_ptr<c10::BFloat16>());
-                break;
-            default:
-                run(static_cast<const c10::Half *>(src), mn.data_ptr<c10::Half>(), mx.data_ptr<c10::Half>());
-                break;
-            }
+    const int64_t groups = w.size(1) / group;
+    const int64_t block = std::max<int64_t>(1, (int64_t{256} << 10) / (w.size(1) * w.element_size()));
+    weight_row_blocks(w, block, read, [&](int, int64_t r0, int64_t r1, const at::Tensor &rows) {
+        const int64_t n = (r1 - r0) * groups, first = r0 * groups;
+        auto run = [&](auto *x, auto *lo, auto *hi) { minmax_rows_serial(x, n, group, lo + first, hi + first); };
+        switch (w.scalar_type()) {
+        case at::kFloat: run(rows.data_ptr<float>(), mn.data_ptr<float>(), mx.data_ptr<float>()); break;
+        case at::kBFloat16:
+            run(rows.data_ptr<c10::BFloat16>(), mn.data_ptr<c10::BFloat16>(), mx.data_ptr<c10::BFloat16>());
+            break;
+        default: run(rows.data_ptr<c10::Half>(), mn.data_ptr<c10::Half>(), mx.data_ptr<c10::Half>()); break;
         }
+        return true;
     });
 }
 

@@ -185,8 +185,10 @@ LLMC_AVX512 int fp4_rows(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
 
 template <bool XBf16, bool SBf16> int fp4_dtypes(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
     if (a.zero_point)
-        return a.row_error ? fp4_rows<XBf16, SBf16, true, true>(a, r0, r1) : fp4_rows<XBf16, SBf16, true, false>(a, r0, r1);
-    return a.row_error ? fp4_rows<XBf16, SBf16, false, true>(a, r0, r1) : fp4_rows<XBf16, SBf16, false, false>(a, r0, r1);
+        return a.row_error ? fp4_rows<XBf16, SBf16, true, true>(a, r0, r1)
+                           : fp4_rows<XBf16, SBf16, true, false>(a, r0, r1);
+    return a.row_error ? fp4_rows<XBf16, SBf16, false, true>(a, r0, r1)
+                       : fp4_rows<XBf16, SBf16, false, false>(a, r0, r1);
 }
 
 template <bool Bf16, int Mode> int run_mode(const int_pack_rows &a, int64_t r0, int64_t r1) {

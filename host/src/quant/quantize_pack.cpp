@@ -1,5 +1,6 @@
 #include "quant/quantize_pack.h"
 
+#include "io/weight_rows.h"
 #include "quant/float_formats.h"
 #include "quant/float_round.h"
 #include "quant/pack_avx512.h"
@@ -580,64 +581,54 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     }
     std::vector<at::Tensor> scales(static_cast<size_t>(blocks)), zero_points(static_cast<size_t>(blocks));
     std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
-    std::atomic<bool> failed{false};
-    // Blocks are taken one at a time, not split evenly up front: the writer thread takes a core
-    // now and then, and an even split would leave the other thread waiting at the end. The work
-    // pool's threads sleep, not spin, between weights, so the writer gets that core then.
-    std::atomic<int64_t> next{0};
-    const int workers = static_cast<int>(std::min(threads, blocks));
-    work_pool_run(workers, [&](int) {
-        at::Tensor buffer, row_scale, row_zero_point;
-        if (read) buffer = cpu_empty_cached({block, cols}, x.scalar_type());
-        for (int64_t b = next++; b < blocks && !failed; b = next++) {
-            const int64_t r0 = b * block, r1 = std::min(rows, r0 + block);
-            at::Tensor part = x.slice(0, r0, r1);
-            if (read && read(r0, r1, buffer.data_ptr())) part = buffer.slice(0, 0, r1 - r0);
-            qparams q;
-            if (direct) {
-                const int64_t q0 = band ? r0 / band : r0, q1 = band ? (r1 + band - 1) / band : r1;
-                q.scale = scale_all.slice(0, q0, q1);
-                q.zero_point = zero_point_all.slice(0, q0, q1);
-                if (!observe_rows_minmax(w, part, q.scale, q.zero_point)) {
-                    const qparams generic = qparams_observe(w, part, observed_role::weight);
-                    q.scale.copy_(generic.scale);
-                    q.zero_point.copy_(generic.zero_point);
-                }
-            } else if (!given) {
-                q = qparams_observe(w, part, observed_role::weight);
-            } else {
-                q.scale = per_row ? given->scale.slice(0, r0, r1) : given->scale;
-                if (given->zero_point.defined())
-                    q.zero_point = per_row ? given->zero_point.slice(0, r0, r1) : given->zero_point;
+    // Each worker's spread-out block scales (block strategy).
+    std::vector<at::Tensor> row_scales(static_cast<size_t>(threads)), row_zero_points(static_cast<size_t>(threads));
+    const bool ok = weight_row_blocks(x, block, read, [&](int worker, int64_t r0, int64_t r1, const at::Tensor &part) {
+        const int64_t b = r0 / block;
+        at::Tensor &row_scale = row_scales[static_cast<size_t>(worker)];
+        at::Tensor &row_zero_point = row_zero_points[static_cast<size_t>(worker)];
+        qparams q;
+        if (direct) {
+            const int64_t q0 = band ? r0 / band : r0, q1 = band ? (r1 + band - 1) / band : r1;
+            q.scale = scale_all.slice(0, q0, q1);
+            q.zero_point = zero_point_all.slice(0, q0, q1);
+            if (!observe_rows_minmax(w, part, q.scale, q.zero_point)) {
+                const qparams generic = qparams_observe(w, part, observed_role::weight);
+                q.scale.copy_(generic.scale);
+                q.zero_point.copy_(generic.zero_point);
             }
-            // A symmetric zero point is zero, and adding zero changes no INT code or error (a -0
-            // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8 and
-            // FP4 keep them: -0 and +0 have different codes.
-            qparams packed{q.scale, w.symmetric && !fp8 && !fp4 ? at::Tensor() : q.zero_point, {}};
-            if (band) {
-                // The loops take a scale per row and group of bw columns (fused_group).
-                packed.scale = spread_rows(packed.scale.contiguous(), band, r1 - r0, block, row_scale);
-                if (packed.zero_point.defined())
-                    packed.zero_point =
-                        spread_rows(packed.zero_point.contiguous(), band, r1 - r0, block, row_zero_point);
-            }
-            double e = 0;
-            double *ep = mean_squared_error ? &e : nullptr;
-            const at::Tensor slice = out.slice(0, r0, r1);
-            const at::Tensor done = fp4 || fp8 ? codes_into(w, part, packed, ep, slice)
-                                                : quantize_pack_into(w, part, packed, nullptr, ep, slice, int_codes);
-            if (!done.defined()) {
-                failed = true;
-                continue;
-            }
-            if (!given && !direct) {
-                scales[static_cast<size_t>(b)] = q.scale;
-                zero_points[static_cast<size_t>(b)] = q.zero_point;
-            }
-            sums[static_cast<size_t>(b)] = e * static_cast<double>(part.numel());
+        } else if (!given) {
+            q = qparams_observe(w, part, observed_role::weight);
+        } else {
+            q.scale = per_row ? given->scale.slice(0, r0, r1) : given->scale;
+            if (given->zero_point.defined())
+                q.zero_point = per_row ? given->zero_point.slice(0, r0, r1) : given->zero_point;
         }
+        // A symmetric zero point is zero, and adding zero changes no INT code or error (a -0
+        // quotient becomes +0, which packs and dequantizes the same): skip its steps. FP8 and
+        // FP4 keep them: -0 and +0 have different codes.
+        qparams packed{q.scale, w.symmetric && !fp8 && !fp4 ? at::Tensor() : q.zero_point, {}};
+        if (band) {
+            // The loops take a scale per row and group of bw columns (fused_group).
+            packed.scale = spread_rows(packed.scale.contiguous(), band, r1 - r0, block, row_scale);
+            if (packed.zero_point.defined())
+                packed.zero_point =
+                    spread_rows(packed.zero_point.contiguous(), band, r1 - r0, block, row_zero_point);
+        }
+        double e = 0;
+        double *ep = mean_squared_error ? &e : nullptr;
+        const at::Tensor slice = out.slice(0, r0, r1);
+        const at::Tensor done = fp4 || fp8 ? codes_into(w, part, packed, ep, slice)
+                                            : quantize_pack_into(w, part, packed, nullptr, ep, slice, int_codes);
+        if (!done.defined()) return false;
+        if (!given && !direct) {
+            scales[static_cast<size_t>(b)] = q.scale;
+            zero_points[static_cast<size_t>(b)] = q.zero_point;
+        }
+        sums[static_cast<size_t>(b)] = e * static_cast<double>(part.numel());
+        return true;
     });
-    if (failed) return {};
+    if (!ok) return {};
     if (direct) {
         *observed = qparams{scale_all, zero_point_all, {}};
     } else if (!given) {
