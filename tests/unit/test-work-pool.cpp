@@ -1,5 +1,6 @@
-// The sleeping work pool (util/work_pool.h) and the intra-op thread count it caps at
-// (runtime_set_threads).
+// The sleeping work pool (util/work_pool.h), the intra-op thread count it caps at
+// (runtime_set_threads), and the float conversion spread over it (util/float_convert.h).
+#include "util/float_convert.h"
 #include "util/runtime.h"
 #include "util/work_pool.h"
 
@@ -115,6 +116,42 @@ TEST(WorkPool, ARunInsideARunTakesItsTasksInTurn) {
     for (const auto &p : inner) ids.push_back(p.first);
     std::sort(ids.begin(), ids.end());
     EXPECT_EQ(ids, (std::vector<int>{0, 1, 10, 11}));
+}
+
+// Bit for bit what Tensor::to gives (NaN: a NaN), on the pool or not: random values over the whole float range
+// with halfway cases (round to even), ±0, infinities, NaN, values that overflow float16 and
+// bfloat16 and float16 subnormals, at lengths on both sides of the pooled path's threshold.
+TEST(FloatConvert, PooledConversionIsTensorTo) {
+    llmc::runtime_set_threads(2);
+    const int64_t min = llmc::float_convert_pooled_min;
+    for (const int64_t n : {int64_t{1000}, min - 1, min, 3 * min + 12345}) {
+        at::Tensor bits = at::randint(0, int64_t{1} << 32, {n}, at::kLong).to(at::kInt);
+        at::Tensor x = bits.view(at::kFloat).clone();
+        // Halfway between two bfloat16 values (the low 16 bits 0x8000), and between two float16
+        // values near 1 (the low 13 bits 0x1000).
+        x.slice(0, 0, 64).copy_(at::bitwise_or(at::bitwise_and(bits.slice(0, 0, 64), ~0xffff), 0x8000).view(at::kFloat));
+        x.slice(0, 64, 128).copy_(1.0f + at::arange(64, at::kFloat) * (1.0f / 1024) + (1.0f / 2048));
+        const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 70000.0f, -3.4e38f, 3e-6f, -6e-8f, 1e-40f};
+        for (int i = 0; i < 10; ++i) x[128 + i] = specials[i];
+        for (const at::ScalarType dt : {at::kBFloat16, at::kHalf}) {
+            const at::Tensor got = llmc::float_convert_pooled(x, dt), want = x.to(dt);
+            ASSERT_EQ(got.scalar_type(), dt);
+            ASSERT_EQ(got.sizes(), x.sizes());
+            // NaN stays NaN; its bits are not ATen's to promise (its vectorized loop writes 0xffff, its
+            // scalar tail 0x7fc0).
+            const at::Tensor nan = at::isnan(x);
+            EXPECT_TRUE(at::equal(at::isnan(got), nan)) << n << " " << dt;
+            EXPECT_TRUE(at::equal(got.view(at::kShort).masked_fill(nan, 0), want.view(at::kShort).masked_fill(nan, 0)))
+                << n << " " << dt;
+        }
+    }
+    // Not float32, not contiguous, or to float32: through ATen, and still a copy.
+    const at::Tensor x = at::randn({2 * min, 2});
+    const at::Tensor t = x.t();
+    EXPECT_TRUE(at::equal(llmc::float_convert_pooled(t, at::kBFloat16), t.to(at::kBFloat16)));
+    const at::Tensor same = llmc::float_convert_pooled(x, at::kFloat);
+    EXPECT_TRUE(at::equal(same, x));
+    EXPECT_NE(same.data_ptr(), x.data_ptr());
 }
 
 } // namespace

@@ -9,6 +9,7 @@
 #include "session/modifier_instance.h"
 #include "session/session.h"
 #include "util/error.h"
+#include "util/float_convert.h"
 #include "util/work_pool.h"
 
 #include <ATen/DLConvertor.h>
@@ -515,7 +516,7 @@ llmc_status_t quant_weight_qparams_store(const llmc_host_t *h, const char *const
         for (size_t k = 0; k < mods.size(); ++k) {
             const at::ScalarType dtype = weights[k].scalar_type();
             const qparams &q = qps[k];
-            mods[k]->buffers["weight_scale"] = q.scale.to(dtype, false, /*copy=*/true);
+            mods[k]->buffers["weight_scale"] = float_convert_pooled(q.scale, dtype);
             if (!args.symmetric && q.zero_point.defined()) mods[k]->buffers["weight_zero_point"] = q.zero_point.clone();
             if (q.global_scale.defined())
                 mods[k]->buffers["weight_global_scale"] = q.global_scale.to(dtype).to(at::kFloat, false, /*copy=*/true);
