@@ -1,4 +1,5 @@
-// The host's CPU allocator (own mappings for large tensors, freed ones reused up to a bound) and
+// The host's CPU allocator (own mappings for large tensors, freed ones reused up to a bound;
+// chunks of huge pages for middle-sized ones) and
 // the save's write queue (writes on a thread of their own, errors carried back).
 #include "io/safetensors.h"
 #include "io/tensor_write_queue.h"
@@ -74,6 +75,41 @@ TEST(cpu_allocator, cached_empty_reuses_small_mappings) {
     EXPECT_EQ(cpu_allocator_stats_get().reused_blocks, s1.reused_blocks + 1);
     at::Tensor none = cpu_empty_cached({0, 8}, at::kFloat);
     EXPECT_EQ(none.numel(), 0);
+    EXPECT_EQ(cpu_allocator_stats_get().large_blocks, s1.large_blocks);
+}
+
+// Middle-sized tensors (64 KiB up to the large-block size) come from chunks of huge pages: 64-byte
+// aligned, usable, and a freed block serves the next request of its 64 KiB step whatever its shape
+// or dtype, without carving a new one. Smaller tensors stay with malloc.
+TEST(cpu_allocator, middle_sized_tensors_come_from_chunks_and_are_reused_by_length) {
+    cpu_allocator_install();
+    const cpu_allocator_stats s0 = cpu_allocator_stats_get();
+    const void *first = nullptr;
+    {
+        at::Tensor a = at::empty({300 << 10}, at::kByte); // 300 KiB: a block of 320 KiB with its header
+        first = a.data_ptr();
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 64, 0u);
+        at::Tensor b = at::empty({70000}, at::kFloat); // another step, alive beside it
+        EXPECT_NE(b.data_ptr(), first);
+        a.fill_(7);
+        b.fill_(-1.0f);
+        EXPECT_TRUE((a == 7).all().item<bool>());
+        EXPECT_EQ(b.sum().item<double>(), -70000.0);
+    }
+    const cpu_allocator_stats s1 = cpu_allocator_stats_get();
+    EXPECT_GE(s1.chunk_blocks, s0.chunk_blocks + 1) << "a freed one of either step may have served";
+    EXPECT_EQ(s1.large_blocks, s0.large_blocks);
+    // 150k bf16 values: 300,000 bytes, the first block's step (320 KiB): it comes back.
+    at::Tensor c = at::empty({150000}, at::kBFloat16);
+    EXPECT_EQ(c.data_ptr(), first);
+    EXPECT_EQ(cpu_allocator_stats_get().chunk_blocks, s1.chunk_blocks);
+    // Below 64 KiB: malloc, not a chunk.
+    at::Tensor small = at::empty({1000}, at::kFloat);
+    EXPECT_EQ(cpu_allocator_stats_get().chunk_blocks, s1.chunk_blocks);
+    // Just under the large-block size: the largest step, still a chunk block.
+    at::Tensor edge = at::empty({int64_t(cpu_allocator_large_bytes) - 1}, at::kByte);
+    edge.fill_(1);
+    EXPECT_TRUE((edge == 1).all().item<bool>());
     EXPECT_EQ(cpu_allocator_stats_get().large_blocks, s1.large_blocks);
 }
 

@@ -20,9 +20,11 @@ constexpr size_t header_bytes = 64; // keeps c10's 64-byte alignment of the data
 
 // Every block starts with a header just before its data, so the deleter needs only the data
 // pointer (LibTorch's raw_deleter contract).
+enum class block_kind : uint32_t { heap, mapping, chunk };
 struct block_header {
-    void *base;  // what malloc or mmap returned
-    size_t size; // mapping length; 0 for malloc'd blocks
+    void *base;      // what malloc or mmap returned; the block's start in a chunk
+    size_t size;     // mapping length; the block's length in a chunk; 0 for malloc'd blocks
+    block_kind kind;
 };
 static_assert(sizeof(block_header) <= header_bytes, "header must fit before the data");
 
@@ -45,6 +47,71 @@ std::list<cached_block> cache; // a few hundred at most: searched in order
 size_t cached_bytes = 0;
 std::atomic<uint64_t> reused_blocks{0};
 
+// Blocks of cpu_allocator_mid_bytes up to cpu_allocator_large_bytes: carved from chunks of
+// huge pages, never returned, reused by length. From glibc's heap they came in 4 KiB pages,
+// faulted in one by one (the heap is trimmed and grown again as layers come and go); an NVFP4
+// export allocates its group scales, a sixteenth of the weights, in such blocks, and those faults
+// were a fifth of its run. Lengths are multiples of mid_step, so a freed block serves any later
+// request of its step; the chunks' total is capped (beyond it, malloc again).
+constexpr size_t mid_step = size_t{64} << 10;
+constexpr size_t chunk_bytes = size_t{32} << 20;
+constexpr size_t chunks_limit_bytes = size_t{1} << 30;
+constexpr size_t mid_steps = (cpu_allocator_large_bytes + header_bytes + mid_step - 1) / mid_step;
+struct chunk_state {
+    std::mutex mu;
+    std::vector<void *> freed[mid_steps + 1]; // freed blocks' data by length / mid_step
+    char *next = nullptr, *end = nullptr;     // the current chunk's uncarved rest
+    size_t bytes = 0;                         // all chunks'
+};
+// Never destroyed: tensors may be freed during static destruction, after a static would be gone.
+chunk_state &chunks() {
+    static chunk_state *state = new chunk_state();
+    return *state;
+}
+std::atomic<uint64_t> chunk_blocks{0};
+
+// A new chunk of huge pages (2 MiB-aligned, advised; where the kernel has none it backs small
+// ones) as the current one. Under c.mu.
+bool chunk_new(chunk_state &c) {
+    if (c.bytes + chunk_bytes > chunks_limit_bytes) return false;
+    const size_t want = chunk_bytes + huge_page;
+    void *raw = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return false;
+    char *base = static_cast<char *>(raw);
+    char *begin = reinterpret_cast<char *>(round_up(reinterpret_cast<uintptr_t>(base), huge_page));
+    if (begin > base) ::munmap(base, static_cast<size_t>(begin - base));
+    char *end = begin + chunk_bytes;
+    if (base + want > end) ::munmap(end, static_cast<size_t>(base + want - end));
+    ::madvise(begin, chunk_bytes, MADV_HUGEPAGE);
+    c.next = begin;
+    c.end = end;
+    c.bytes += chunk_bytes;
+    return true;
+}
+
+// A block for n bytes of data from the chunks, or null (the cap reached, no memory).
+void *chunk_block(size_t n) {
+    const size_t len = round_up(n + header_bytes, mid_step);
+    chunk_state &c = chunks();
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto &freed = c.freed[len / mid_step];
+    if (!freed.empty()) {
+        void *data = freed.back();
+        freed.pop_back();
+        return data;
+    }
+    // What is left of the current chunk is dropped when too short: at most a step short of 1 MiB.
+    if ((c.next == nullptr || static_cast<size_t>(c.end - c.next) < len) && !chunk_new(c)) return nullptr;
+    char *start = c.next;
+    c.next += len;
+    auto *h = reinterpret_cast<block_header *>(start);
+    h->base = start;
+    h->size = len;
+    h->kind = block_kind::chunk;
+    ++chunk_blocks;
+    return start + header_bytes;
+}
+
 void unmap_block(void *data) {
     const auto *h = reinterpret_cast<const block_header *>(static_cast<char *>(data) - header_bytes);
     ::munmap(h->base, h->size);
@@ -53,8 +120,14 @@ void unmap_block(void *data) {
 void free_block(void *data) {
     if (data == nullptr) return;
     const auto *h = reinterpret_cast<const block_header *>(static_cast<char *>(data) - header_bytes);
-    if (h->size == 0) {
+    if (h->kind == block_kind::heap) {
         std::free(h->base);
+        return;
+    }
+    if (h->kind == block_kind::chunk) {
+        chunk_state &c = chunks();
+        std::lock_guard<std::mutex> lock(c.mu);
+        c.freed[h->size / mid_step].push_back(data);
         return;
     }
     if (h->size > cache_limit_bytes) {
@@ -114,6 +187,7 @@ void *map_block(size_t n) {
     auto *h = reinterpret_cast<block_header *>(data - header_bytes);
     h->base = base;
     h->size = page + body;
+    h->kind = block_kind::mapping;
     ++large_blocks;
     return data;
 }
@@ -125,6 +199,7 @@ void *malloc_block(size_t n) {
     auto *h = reinterpret_cast<block_header *>(base);
     h->base = base;
     h->size = 0;
+    h->kind = block_kind::heap;
     return data;
 }
 
@@ -132,7 +207,9 @@ class host_cpu_allocator final : public c10::Allocator {
   public:
     c10::DataPtr allocate(size_t n) const override {
         if (n == 0) return {nullptr, nullptr, &free_block, c10::Device(c10::DeviceType::CPU)};
-        void *data = n >= cpu_allocator_large_bytes ? map_block(n) : malloc_block(n);
+        void *data = n >= cpu_allocator_large_bytes ? map_block(n) : nullptr;
+        if (data == nullptr && n >= cpu_allocator_mid_bytes && n < cpu_allocator_large_bytes) data = chunk_block(n);
+        if (data == nullptr && n < cpu_allocator_large_bytes) data = malloc_block(n);
         TORCH_CHECK(data != nullptr, "llmc: out of memory allocating ", n, " bytes");
         return {data, data, &free_block, c10::Device(c10::DeviceType::CPU)};
     }
@@ -161,7 +238,7 @@ at::Tensor cpu_empty_cached(at::IntArrayRef sizes, at::ScalarType dtype) {
 }
 
 cpu_allocator_stats cpu_allocator_stats_get() {
-    return {large_blocks.load(), reused_blocks.load()};
+    return {large_blocks.load(), reused_blocks.load(), chunk_blocks.load()};
 }
 
 } // namespace llmc
