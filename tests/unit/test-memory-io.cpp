@@ -53,15 +53,16 @@ TEST(cpu_allocator, large_tensors_get_own_mappings_and_reuse_freed_ones) {
     EXPECT_EQ(empty.numel(), 0);
 }
 
-// Below the large-block size too, cpu_empty_cached gives a mapping of its own and takes a freed
-// one of the same length back: the exporter's per-module buffers are not faulted in anew.
+// Below the middle size too, cpu_empty_cached gives a mapping of its own and takes a freed one of
+// the same length back; middle sizes come from the chunks, reused by length: the exporter's
+// per-module buffers are not faulted in anew.
 TEST(cpu_allocator, cached_empty_reuses_small_mappings) {
     cpu_allocator_install();
     const cpu_allocator_stats s0 = cpu_allocator_stats_get();
     const void *first = nullptr;
     {
-        at::Tensor a = cpu_empty_cached({100, 1000}, at::kBFloat16); // 200 KB
-        ASSERT_EQ(a.sizes(), (std::vector<int64_t>{100, 1000}));
+        at::Tensor a = cpu_empty_cached({20, 1000}, at::kBFloat16); // 40 KB
+        ASSERT_EQ(a.sizes(), (std::vector<int64_t>{20, 1000}));
         EXPECT_EQ(a.scalar_type(), at::kBFloat16);
         EXPECT_TRUE(a.is_contiguous());
         first = a.data_ptr();
@@ -70,12 +71,25 @@ TEST(cpu_allocator, cached_empty_reuses_small_mappings) {
     }
     const cpu_allocator_stats s1 = cpu_allocator_stats_get();
     EXPECT_EQ(s1.large_blocks, s0.large_blocks + 1);
-    at::Tensor b = cpu_empty_cached({1000, 100}, at::kHalf); // the same length
+    at::Tensor b = cpu_empty_cached({1000, 20}, at::kHalf); // the same length
     EXPECT_EQ(b.data_ptr(), first);
     EXPECT_EQ(cpu_allocator_stats_get().reused_blocks, s1.reused_blocks + 1);
     at::Tensor none = cpu_empty_cached({0, 8}, at::kFloat);
     EXPECT_EQ(none.numel(), 0);
     EXPECT_EQ(cpu_allocator_stats_get().large_blocks, s1.large_blocks);
+    const void *mid = nullptr;
+    {
+        at::Tensor c = cpu_empty_cached({100, 1000}, at::kBFloat16); // 200 KB: a chunk block
+        mid = c.data_ptr();
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(mid) % 64, 0u);
+        c.fill_(3.0);
+        EXPECT_TRUE((c == 3.0).all().item<bool>());
+    }
+    const cpu_allocator_stats s2 = cpu_allocator_stats_get();
+    EXPECT_EQ(s2.large_blocks, s1.large_blocks);
+    at::Tensor d = cpu_empty_cached({50, 1000}, at::kFloat); // the same length again
+    EXPECT_EQ(d.data_ptr(), mid);
+    EXPECT_EQ(cpu_allocator_stats_get().chunk_blocks, s2.chunk_blocks);
 }
 
 // Middle-sized tensors (64 KiB up to the large-block size) come from chunks of huge pages: 64-byte

@@ -232,7 +232,9 @@ at::Tensor cpu_empty_cached(at::IntArrayRef sizes, at::ScalarType dtype) {
     for (int64_t d : sizes) numel *= d;
     const size_t n = static_cast<size_t>(numel) * c10::elementSize(dtype);
     if (n == 0) return at::empty(sizes, at::TensorOptions().dtype(dtype));
-    void *data = map_block(n);
+    // Middle sizes from the chunks of huge pages, the rest in mappings of their own.
+    void *data = n >= cpu_allocator_mid_bytes && n < cpu_allocator_large_bytes ? chunk_block(n) : nullptr;
+    if (data == nullptr) data = map_block(n);
     TORCH_CHECK(data != nullptr, "llmc: out of memory allocating ", n, " bytes");
     return at::from_blob(data, sizes, [](void *p) { free_block(p); }, at::TensorOptions().dtype(dtype));
 }

@@ -33,11 +33,12 @@ constexpr size_t cpu_allocator_mid_bytes = size_t{64} << 10;
 // allocated before keep their own deleters.
 void cpu_allocator_install();
 
-// A contiguous CPU tensor in a mapping of its own whatever its size (a freed one of the same
-// length when the cache holds one), freed into that cache. For the buffers a pass allocates per
-// module with the same shapes layer after layer but below cpu_allocator_large_bytes (the
-// exporter's row buffers and the packed results of the attention projections): from malloc
-// they come back faulted in anew each time, as the heap is trimmed between modules.
+// A contiguous CPU tensor that reuses freed memory whatever its size: in a mapping of its own (a
+// freed one of the same length when the cache holds one), or for middle sizes a block of the
+// chunks of huge pages. For the buffers a pass allocates per module with the same shapes layer
+// after layer but below cpu_allocator_mid_bytes (the exporter's small row buffers and the packed
+// results of small projections): from malloc they come back faulted in anew each time, as the
+// heap is trimmed between modules.
 at::Tensor cpu_empty_cached(at::IntArrayRef sizes, at::ScalarType dtype);
 
 // What the allocator did since it was installed: large blocks given a new mapping, large
