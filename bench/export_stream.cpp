@@ -41,12 +41,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <unistd.h>
-#include <ctime>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -187,9 +187,9 @@ double process_cpu_s() {
 // The quantization arithmetic alone: the exporter's own compress_module on the model's 24 layers
 // of Linear weights (Qwen2-0.5B's seven shapes, random, in memory, so no file is read or written),
 // on `threads` threads as llmc runs it. CPU seconds of this process, fastest of `runs` passes
-// (after one layer of warm-up): about what llmc's pass spends on them. Not a strict floor: here
-// the observation's first look at each block of rows reads it from memory, where llmc's reads it
-// from the small buffer its pread just filled (that read counted in the I/O instead).
+// (after one layer of warm-up): about what llmc's pass spends on them. Not a strict floor: what of
+// a weight the cache does not hold is read from memory here, where llmc's pass reads each block of
+// rows from the small buffer its pread just filled (that read counted in the I/O instead).
 double arithmetic_cpu_s(const std::string &scheme_name, const std::string &dtype, int threads, int runs) {
     llmc::runtime_init_memory();
     llmc::runtime_set_threads(threads);
@@ -200,8 +200,8 @@ double arithmetic_cpu_s(const std::string &scheme_name, const std::string &dtype
                                                              {4864, 896}, {4864, 896}, {896, 4864}};
     std::vector<at::Tensor> weights;
     for (const auto &[rows, cols] : shapes) weights.push_back((at::randn({rows, cols}) * 0.02).to(st));
-    // Each weight compressed twice and the second timed: its bytes then come from the cache, as in
-    // llmc's pass, which reads each block of rows into a small buffer first.
+    // Each weight compressed twice and the second timed: its bytes then come from the cache as far
+    // as it holds them, as in llmc's pass, which reads each block of rows into a small buffer first.
     auto layer = [&] {
         double cpu = 0;
         for (const auto &w : weights) {

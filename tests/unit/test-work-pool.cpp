@@ -118,9 +118,9 @@ TEST(WorkPool, ARunInsideARunTakesItsTasksInTurn) {
     EXPECT_EQ(ids, (std::vector<int>{0, 1, 10, 11}));
 }
 
-// Bit for bit what Tensor::to gives (NaN: a NaN), on the pool or not: random values over the whole float range
-// with halfway cases (round to even), ±0, infinities, NaN, values that overflow float16 and
-// bfloat16 and float16 subnormals, at lengths on both sides of the pooled path's threshold.
+// Bit for bit what Tensor::to gives (a NaN for a NaN), on the pool or not: random values over the
+// whole float range with halfway cases (round to even), ±0, infinities, NaN, values that overflow
+// float16 and bfloat16, and float16 subnormals, at lengths on both sides of the pool's threshold.
 TEST(FloatConvert, PooledConversionIsTensorTo) {
     llmc::runtime_set_threads(2);
     const int64_t min = llmc::float_convert_pooled_min;
@@ -145,7 +145,7 @@ TEST(FloatConvert, PooledConversionIsTensorTo) {
                 << n << " " << dt;
         }
     }
-    // Not float32, not contiguous, or to float32: through ATen, and still a copy.
+    // Not contiguous, or to float32: through ATen, and still a copy.
     const at::Tensor x = at::randn({2 * min, 2});
     const at::Tensor t = x.t();
     EXPECT_TRUE(at::equal(llmc::float_convert_pooled(t, at::kBFloat16), t.to(at::kBFloat16)));
