@@ -100,7 +100,7 @@ void *chunk_block(size_t n) {
         freed.pop_back();
         return data;
     }
-    // What is left of the current chunk is dropped when too short: at most a step short of 1 MiB.
+    // The current chunk's rest, when shorter than the block, is dropped: under 1 MiB of 32.
     if ((c.next == nullptr || static_cast<size_t>(c.end - c.next) < len) && !chunk_new(c)) return nullptr;
     char *start = c.next;
     c.next += len;
