@@ -100,7 +100,8 @@ void *chunk_block(size_t n) {
         freed.pop_back();
         return data;
     }
-    // The current chunk's rest, when shorter than the block, is dropped: under 1 MiB of 32.
+    // The current chunk's rest, when shorter than the block, is dropped: less than 1 MiB + 64 KiB
+    // of each 32 MiB.
     if ((c.next == nullptr || static_cast<size_t>(c.end - c.next) < len) && !chunk_new(c)) return nullptr;
     char *start = c.next;
     c.next += len;
