@@ -9,12 +9,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#endif
 #include <cstring>
 #include <limits>
 #include <vector>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
 
 namespace llmc::quant {
 

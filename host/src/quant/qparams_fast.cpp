@@ -15,9 +15,6 @@ namespace llmc::quant {
 
 namespace {
 
-// qparams_from_minmax's steps for n groups' minima and maxima. X is the weight's dtype: min and
-// max are of it, and so is every op's result until the zero point's int8 (zp null: a symmetric
-// FP8 zero point, zeros the caller has written).
 // 1 when a group's min or max is NaN or infinite. Integer ops, not comparisons: the callers'
 // loops flag bad groups rather than return early, so that they vectorize.
 LLMC_INLINE uint32_t non_finite(float mn, float mx) {
@@ -57,6 +54,9 @@ LLMC_VECTOR_CLONES bool symmetric_scales(const X *mins, const X *maxs, int64_t n
     return !bad;
 }
 
+// qparams_from_minmax's steps for n groups' minima and maxima. X is the weight's dtype: min and
+// max are of it, and so is every op's result until the zero point's int8 (zp null: a symmetric
+// FP8 zero point, zeros the caller has written).
 template <class X>
 bool qparams_of_groups(const X *mins, const X *maxs, int64_t n, bool symmetric, float q_min, float q_max, float eps,
                        X *scale, int8_t *zp) {
@@ -74,17 +74,12 @@ bool qparams_of_groups(const X *mins, const X *maxs, int64_t n, bool symmetric, 
         // Zero is always in the range.
         mn = std::min(mn, 0.0f);
         mx = std::max(mx, 0.0f);
-        float s, z = 0;
-        if (symmetric) {
-            s = round_to<X>(std::max(-mn, mx) / half_range);
-        } else {
-            s = round_to<X>(round_to<X>(mx - mn) / bit_range);
-            if (s == 0) return false;
-            // q_min - min / scale in x's dtype, clamped, then round() and the int8 cast.
-            z = round_to<X>(q_min - round_to<X>(mn / s));
-            z = std::nearbyint(std::min(std::max(z, q_min), q_max));
-        }
-        if (s == 0) s = eps_x;
+        // Asymmetric (symmetric args returned above): a zero range has no zero point.
+        const float s = round_to<X>(round_to<X>(mx - mn) / bit_range);
+        if (s == 0) return false;
+        // q_min - min / scale in x's dtype, clamped, then round() and the int8 cast.
+        float z = round_to<X>(q_min - round_to<X>(mn / s));
+        z = std::nearbyint(std::min(std::max(z, q_min), q_max));
         scale[i] = X(s); // exact: s is a value of X
         if (zp) zp[i] = static_cast<int8_t>(z);
     }
