@@ -71,10 +71,24 @@ LLMC_AVX512 inline double lanes_sum(__m512 acc) {
     return total;
 }
 
+// round_to_finite<T> on 16 lanes: bf16 rounds, float is as it is.
+template <bool Bf16> LLMC_AVX512 inline __m512 round_to(__m512 v) {
+    if constexpr (Bf16) return round_bf16(v);
+    else return v;
+}
+
 // Mode: 4 or 8 = packed words of that width; 0 = int8 values.
 template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
     const int64_t cols = a.cols, group = a.group, groups = cols / group;
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi), offset = _mm512_set1_ps(a.offset);
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    // Half to even onto the integers in one addition: from 2^23 to 2^24 floats are one apart, so
+    // v + magic (v clamped to at most 8 bits' range) rounds v as quantize_one's (v + 1.5 * 2^23)
+    // - 1.5 * 2^23 does, and the sum's low bits are the rounded value plus the offset: the code
+    // (for int8 values, offset 0, its low byte in two's complement). magic is even, so ties go
+    // to the same even value.
+    const float magic_f = 12582912.0f + (Mode == 0 ? 0.0f : a.offset);
+    const __m512 magic = _mm512_set1_ps(magic_f);
+    const __m512i nibble = _mm512_set1_epi64(15);
     __mmask16 nan = 0;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t row = r * cols;
@@ -82,45 +96,45 @@ template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack
         __m512 acc = _mm512_setzero_ps();
         for (int64_t g = 0; g < groups; ++g) {
             const __m512 s = _mm512_set1_ps(scalar_at<Bf16>(a.scale, a.per_row ? r * groups + g : 0));
+            // 4 bits: the group's 16 dequantized values (dequantize_one: code - offset times s,
+            // rounded to the scale's dtype), looked up by code.
+            __m512 table = _mm512_setzero_ps();
+            if constexpr (Err && Mode == 4) {
+                const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                table = round_to<Bf16>(_mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(a.offset)), s));
+            }
             for (int64_t c = g * group, end = (g + 1) * group; c < end; c += 16) {
                 const __m512 x = load16<Bf16>(a.x, row + c);
                 __m512 v = _mm512_div_ps(x, s);
                 nan = _kor_mask16(nan, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
-                if constexpr (Bf16) v = round_bf16(v);
+                v = round_to<Bf16>(v);
                 v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                // Half to even keeping -0: quantize_one's (v + 1.5 * 2^23) - 1.5 * 2^23 with v's sign.
-                const __m512 q = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                const __m512 f = _mm512_add_ps(v, magic);
+                const __m512i code = _mm512_castps_si512(f);
                 if constexpr (Mode == 0) {
-                    const __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q));
-                    _mm_storeu_si128(reinterpret_cast<__m128i *>(a.codes + row + c), b);
+                    _mm_storeu_si128(reinterpret_cast<__m128i *>(a.codes + row + c), _mm512_cvtepi32_epi8(code));
+                } else if constexpr (Mode == 8) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i *>(words + c / 4), _mm512_cvtepi32_epi8(code));
                 } else {
-                    const __m512i code = _mm512_cvttps_epi32(_mm512_add_ps(q, offset));
-                    if constexpr (Mode == 8) {
-                        _mm_storeu_si128(reinterpret_cast<__m128i *>(words + c / 4), _mm512_cvtepi32_epi8(code));
-                    } else {
-                        // Codes below 16 in pairs per 64-bit lane: the high one shifted down next to
-                        // the low one makes their byte, the first code in the low nibble.
-                        const __m512i pairs = _mm512_or_si512(code, _mm512_srli_epi64(code, 28));
-                        _mm_storel_epi64(reinterpret_cast<__m128i *>(words + c / 8), _mm512_cvtepi64_epi8(pairs));
-                    }
+                    // Codes in pairs per 64-bit lane: the high one shifted down next to the low
+                    // one makes their byte, the first code in the low nibble (taken by a bitwise
+                    // select: the shift brings the low one's high bits down too).
+                    const __m512i pairs = _mm512_ternarylogic_epi64(nibble, code, _mm512_srli_epi64(code, 28), 0xCA);
+                    _mm_storel_epi64(reinterpret_cast<__m128i *>(words + c / 8), _mm512_cvtepi64_epi8(pairs));
                 }
-                if constexpr (Err) {
-                    // dequantize_one: (q * s) rounded to the scale's dtype.
-                    __m512 p = _mm512_mul_ps(q, s);
-                    if constexpr (Bf16) p = round_bf16(p);
-                    acc = add_square(acc, p, x);
+                if constexpr (Err && Mode == 4) {
+                    acc = add_square(acc, _mm512_permutexvar_ps(code, table), x);
+                } else if constexpr (Err) {
+                    // dequantize_one: (q * s) rounded to the scale's dtype (q + 0 where quantize
+                    // gave -0: the same square).
+                    const __m512 q = _mm512_sub_ps(f, magic);
+                    acc = add_square(acc, round_to<Bf16>(_mm512_mul_ps(q, s)), x);
                 }
             }
         }
         if constexpr (Err) a.row_error[r] = lanes_sum(acc);
     }
     return nan != 0;
-}
-
-// round_to_finite<T> on 16 lanes: bf16 rounds, float is as it is.
-template <bool Bf16> LLMC_AVX512 inline __m512 round_to(__m512 v) {
-    if constexpr (Bf16) return round_bf16(v);
-    else return v;
 }
 
 // fp4_codes_range's steps for rows [r0, r1): XBf16 / SBf16 the weight's and scale's dtypes (else
