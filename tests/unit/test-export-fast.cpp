@@ -202,6 +202,68 @@ TEST(export_fast, avx512_int_loop_matches_the_portable_loop) {
     EXPECT_EQ(quant::int_pack_avx512_rows_run() - rows_before, static_cast<uint64_t>(cases * 37));
 }
 
+// Without stored qparams, symmetric INT groups and channels of bf16 or float weights are observed
+// by the AVX-512 loop itself, each group's scale from its values just before its codes: the same
+// scales, words, int8 values and error, bit for bit, as observing with the tensor-free observer
+// and packing with the portable loop; for all-zero groups (scale eps), -0, values far below their
+// group's largest and magnitudes from 1e-30 to 1e30. A group holding infinity is declined and
+// the block goes the generic way (the same result again).
+TEST(export_fast, avx512_observing_loop_matches_observing_first) {
+    quant::int_pack_rows probe;
+    probe.cols = probe.group = 16;
+    probe.words = reinterpret_cast<uint32_t *>(&probe);
+    if (!quant::int_pack_avx512_serves(probe)) GTEST_SKIP() << "this CPU has no AVX-512: the loop never runs";
+    int cases = 0;
+    for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        for (int bits : {4, 8}) {
+            for (const std::string &format : {exporter::fmt_name::pack_quantized, exporter::fmt_name::int_quantized}) {
+                for (int64_t group : {int64_t(128), int64_t(32), int64_t(16), int64_t(0)}) {
+                    quant::quant_args a;
+                    a.num_bits = bits;
+                    a.strategy = group ? quant::quant_strategy::group : quant::quant_strategy::channel;
+                    if (group) a.group_size = static_cast<int>(group);
+                    a = quant::make_args(a);
+                    quant::quant_scheme scheme;
+                    scheme.weights = a;
+                    const int64_t rows = 41, cols = 256;
+                    at::Tensor w = weight(rows, cols, dtype, 900 + cases).to(at::kFloat);
+                    // Row 2: magnitudes from 1e-30 to 1e30 along it; row 3: -0 and values far
+                    // below the row's largest; row 4: a group of zeros beside nonzero ones.
+                    w.index_put_({2}, at::pow(10.0, at::linspace(-30, 30, cols)) *
+                                          at::where(at::arange(cols) % 2 == 0, 1.0, -1.0));
+                    w.index_put_({3}, at::where(at::arange(cols) % 3 == 0, at::full({cols}, -0.0),
+                                                at::where(at::arange(cols) % 3 == 1, 1e-4 * w[3], w[3])));
+                    w.index_put_({4, at::indexing::Slice(0, 16)}, 0.0);
+                    w = w.to(dtype);
+                    const std::string what = std::string(c10::toString(dtype)) + " b" + std::to_string(bits) +
+                                             (group ? " g" + std::to_string(group) : std::string(" channel")) + " " +
+                                             format;
+                    const std::vector<saved_tensor> bare{{"weight", w, ""}};
+                    const uint64_t before = quant::int_pack_avx512_rows_run();
+                    double e_avx = -1, e_portable = -2;
+                    const auto avx = compress(scheme, bare, dtype, true, &e_avx, format);
+                    EXPECT_EQ(quant::int_pack_avx512_rows_run() - before, static_cast<uint64_t>(rows)) << what;
+                    quant::pack_avx512_enable(false);
+                    const auto portable = compress(scheme, bare, dtype, true, &e_portable, format);
+                    quant::pack_avx512_enable(true);
+                    expect_same(avx, portable, what);
+                    EXPECT_EQ(e_avx, e_portable) << what;
+                    // Infinity: the loop declines the block, which the generic way writes.
+                    at::Tensor inf = w.clone();
+                    inf.index_put_({5, 7}, std::numeric_limits<float>::infinity());
+                    const std::vector<saved_tensor> bare_inf{{"weight", inf, ""}};
+                    const auto avx_inf = compress(scheme, bare_inf, dtype, true, nullptr, format);
+                    quant::pack_avx512_enable(false);
+                    expect_same(avx_inf, compress(scheme, bare_inf, dtype, true, nullptr, format), what + " inf");
+                    quant::pack_avx512_enable(true);
+                    ++cases;
+                }
+            }
+        }
+    }
+    EXPECT_EQ(cases, 2 * 2 * 2 * 4);
+}
+
 // Without stored qparams the exporter observes each block of rows in the pass that packs it: the
 // same scales, zero points and words as observing the whole weight first, whichever dtype,
 // strategy and symmetry, over several blocks. An MSE observer is not blockwise (its search

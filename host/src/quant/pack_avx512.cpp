@@ -77,61 +77,137 @@ template <bool Bf16> LLMC_AVX512 inline __m512 round_to(__m512 v) {
     else return v;
 }
 
-// Mode: 4 or 8 = packed words of that width; 0 = int8 values.
+// The INT loop's constants: the clamp range, the rounding addend and the nibble mask.
+struct int_consts {
+    __m512 lo, hi, magic;
+    __m512i nibble;
+};
+// Half to even onto the integers in one addition: from 2^23 to 2^24 floats are one apart, so v +
+// magic (v clamped to at most 8 bits' range) rounds v as quantize_one's (v + 1.5 * 2^23) - 1.5 *
+// 2^23 does, and the sum's low bits are the rounded value plus the offset: the code (for int8
+// values, offset 0, its low byte in two's complement). magic is even, so ties go to the same
+// even value.
+template <int Mode> LLMC_AVX512 inline int_consts int_consts_of(const int_pack_rows &a) {
+    return {_mm512_set1_ps(a.lo), _mm512_set1_ps(a.hi), _mm512_set1_ps(12582912.0f + (Mode == 0 ? 0.0f : a.offset)),
+            _mm512_set1_epi64(15)};
+}
+
+// Mode: 4 or 8 = packed words of that width; 0 = int8 values. Columns [c0, c1) of row `row`
+// (its first element's index), one group, with scale s: codes into a.words (row's words at
+// `words`) or a.codes, squared errors into acc's lanes, NaN quotients into nan.
+template <bool Bf16, int Mode, bool Err>
+LLMC_AVX512 __attribute__((always_inline)) inline void int_group(const int_pack_rows &a, const int_consts &k,
+                                                                 int64_t row, int64_t c0, int64_t c1, float scale,
+                                                                 uint32_t *words, __m512 &acc, __mmask16 &nan) {
+    const __m512 s = _mm512_set1_ps(scale);
+    // 4 bits: the group's 16 dequantized values (dequantize_one: code - offset times s, rounded
+    // to the scale's dtype), looked up by code.
+    __m512 table = _mm512_setzero_ps();
+    if constexpr (Err && Mode == 4) {
+        const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        table = round_to<Bf16>(_mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(a.offset)), s));
+    }
+    for (int64_t c = c0; c < c1; c += 16) {
+        const __m512 x = load16<Bf16>(a.x, row + c);
+        __m512 v = _mm512_div_ps(x, s);
+        nan = _kor_mask16(nan, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+        v = round_to<Bf16>(v);
+        v = _mm512_min_ps(_mm512_max_ps(v, k.lo), k.hi);
+        const __m512 f = _mm512_add_ps(v, k.magic);
+        const __m512i code = _mm512_castps_si512(f);
+        if constexpr (Mode == 0) {
+            _mm_storeu_si128(reinterpret_cast<__m128i *>(a.codes + row + c), _mm512_cvtepi32_epi8(code));
+        } else if constexpr (Mode == 8) {
+            _mm_storeu_si128(reinterpret_cast<__m128i *>(words + c / 4), _mm512_cvtepi32_epi8(code));
+        } else {
+            // Codes in pairs per 64-bit lane: the high one shifted down next to the low one makes
+            // their byte, the first code in the low nibble (taken by a bitwise select: the shift
+            // brings the low one's high bits down too).
+            const __m512i pairs = _mm512_ternarylogic_epi64(k.nibble, code, _mm512_srli_epi64(code, 28), 0xCA);
+            _mm_storel_epi64(reinterpret_cast<__m128i *>(words + c / 8), _mm512_cvtepi64_epi8(pairs));
+        }
+        if constexpr (Err && Mode == 4) {
+            acc = add_square(acc, _mm512_permutexvar_ps(code, table), x);
+        } else if constexpr (Err) {
+            // dequantize_one: (q * s) rounded to the scale's dtype (q + 0 where quantize gave -0:
+            // the same square).
+            const __m512 q = _mm512_sub_ps(f, k.magic);
+            acc = add_square(acc, round_to<Bf16>(_mm512_mul_ps(q, s)), x);
+        }
+    }
+}
+
 template <bool Bf16, int Mode, bool Err> LLMC_AVX512 int run_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
     const int64_t cols = a.cols, group = a.group, groups = cols / group;
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    // Half to even onto the integers in one addition: from 2^23 to 2^24 floats are one apart, so
-    // v + magic (v clamped to at most 8 bits' range) rounds v as quantize_one's (v + 1.5 * 2^23)
-    // - 1.5 * 2^23 does, and the sum's low bits are the rounded value plus the offset: the code
-    // (for int8 values, offset 0, its low byte in two's complement). magic is even, so ties go
-    // to the same even value.
-    const float magic_f = 12582912.0f + (Mode == 0 ? 0.0f : a.offset);
-    const __m512 magic = _mm512_set1_ps(magic_f);
-    const __m512i nibble = _mm512_set1_epi64(15);
+    const int_consts k = int_consts_of<Mode>(a);
     __mmask16 nan = 0;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t row = r * cols;
         uint32_t *words = a.words ? a.words + row * Mode / 32 : nullptr;
         __m512 acc = _mm512_setzero_ps();
+        for (int64_t g = 0; g < groups; ++g)
+            int_group<Bf16, Mode, Err>(a, k, row, g * group, (g + 1) * group,
+                                       scalar_at<Bf16>(a.scale, a.per_row ? r * groups + g : 0), words, acc, nan);
+        if constexpr (Err) a.row_error[r] = lanes_sum(acc);
+    }
+    return nan != 0;
+}
+
+// The largest magnitude's bits among columns [c0, c1) of row `row` (a multiple of 16 of them):
+// for non-negative floats the integer order is the value order, and NaN lies above infinity.
+template <bool Bf16> LLMC_AVX512 inline uint32_t absmax_bits(const void *x, int64_t row, int64_t c0, int64_t c1) {
+    if constexpr (Bf16) {
+        const uint16_t *p = static_cast<const uint16_t *>(x) + row;
+        const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
+        __m512i m = _mm512_setzero_si512();
+        int64_t c = c0;
+        for (; c + 32 <= c1; c += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(p + c), magnitude));
+        if (c < c1) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_maskz_loadu_epi16(0xFFFF, p + c), magnitude));
+        return _mm512_reduce_max_epu32(
+            _mm512_max_epu32(_mm512_and_si512(m, _mm512_set1_epi32(0xFFFF)), _mm512_srli_epi32(m, 16)));
+    } else {
+        const uint32_t *p = static_cast<const uint32_t *>(x) + row;
+        const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+        __m512i m = _mm512_setzero_si512();
+        for (int64_t c = c0; c < c1; c += 16) m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_loadu_si512(p + c), magnitude));
+        return _mm512_reduce_max_epu32(m);
+    }
+}
+
+// run_rows observing each group's scale first (int_pack_rows' scale_out): a row's scales all
+// before its codes, so that each group's chain from its values to its scale (a reduction, a
+// division, the rounding) overlaps the others' instead of holding up the group's codes.
+template <bool Bf16, int Mode, bool Err>
+LLMC_AVX512 int observe_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
+    const int64_t cols = a.cols, group = a.group, groups = cols / group;
+    const int_consts k = int_consts_of<Mode>(a);
+    const uint32_t inf_bits = Bf16 ? 0x7F80u : 0x7F800000u;
+    __mmask16 nan = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t row = r * cols;
+        uint32_t bad = 0;
         for (int64_t g = 0; g < groups; ++g) {
-            const __m512 s = _mm512_set1_ps(scalar_at<Bf16>(a.scale, a.per_row ? r * groups + g : 0));
-            // 4 bits: the group's 16 dequantized values (dequantize_one: code - offset times s,
-            // rounded to the scale's dtype), looked up by code.
-            __m512 table = _mm512_setzero_ps();
-            if constexpr (Err && Mode == 4) {
-                const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-                table = round_to<Bf16>(_mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(a.offset)), s));
-            }
-            for (int64_t c = g * group, end = (g + 1) * group; c < end; c += 16) {
-                const __m512 x = load16<Bf16>(a.x, row + c);
-                __m512 v = _mm512_div_ps(x, s);
-                nan = _kor_mask16(nan, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
-                v = round_to<Bf16>(v);
-                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                const __m512 f = _mm512_add_ps(v, magic);
-                const __m512i code = _mm512_castps_si512(f);
-                if constexpr (Mode == 0) {
-                    _mm_storeu_si128(reinterpret_cast<__m128i *>(a.codes + row + c), _mm512_cvtepi32_epi8(code));
-                } else if constexpr (Mode == 8) {
-                    _mm_storeu_si128(reinterpret_cast<__m128i *>(words + c / 4), _mm512_cvtepi32_epi8(code));
-                } else {
-                    // Codes in pairs per 64-bit lane: the high one shifted down next to the low
-                    // one makes their byte, the first code in the low nibble (taken by a bitwise
-                    // select: the shift brings the low one's high bits down too).
-                    const __m512i pairs = _mm512_ternarylogic_epi64(nibble, code, _mm512_srli_epi64(code, 28), 0xCA);
-                    _mm_storel_epi64(reinterpret_cast<__m128i *>(words + c / 8), _mm512_cvtepi64_epi8(pairs));
-                }
-                if constexpr (Err && Mode == 4) {
-                    acc = add_square(acc, _mm512_permutexvar_ps(code, table), x);
-                } else if constexpr (Err) {
-                    // dequantize_one: (q * s) rounded to the scale's dtype (q + 0 where quantize
-                    // gave -0: the same square).
-                    const __m512 q = _mm512_sub_ps(f, magic);
-                    acc = add_square(acc, round_to<Bf16>(_mm512_mul_ps(q, s)), x);
-                }
-            }
+            const uint32_t m = absmax_bits<Bf16>(a.x, row, g * group, (g + 1) * group);
+            bad |= m >= inf_bits; // qparams_of_groups declines a min or max not finite
+            // symmetric_scales: absmax / half_range rounded to x's dtype, zero replaced by eps.
+            const uint32_t bits = Bf16 ? m << 16 : m;
+            float absmax, s;
+            __builtin_memcpy(&absmax, &bits, 4);
+            s = absmax / a.half_range;
+            uint32_t u;
+            __builtin_memcpy(&u, &s, 4);
+            if constexpr (Bf16) u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+            __builtin_memcpy(&s, &u, 4);
+            if (s == 0.0f) __builtin_memcpy(&u, &a.eps, 4);
+            if constexpr (Bf16) static_cast<uint16_t *>(a.scale_out)[r * groups + g] = static_cast<uint16_t>(u >> 16);
+            else static_cast<uint32_t *>(a.scale_out)[r * groups + g] = u;
         }
+        if (bad) return 2;
+        uint32_t *words = a.words ? a.words + row * Mode / 32 : nullptr;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t g = 0; g < groups; ++g)
+            int_group<Bf16, Mode, Err>(a, k, row, g * group, (g + 1) * group,
+                                       scalar_at<Bf16>(a.scale_out, r * groups + g), words, acc, nan);
         if constexpr (Err) a.row_error[r] = lanes_sum(acc);
     }
     return nan != 0;
@@ -206,6 +282,8 @@ template <bool XBf16, bool SBf16> int fp4_dtypes(const fp4_pack_rows &a, int64_t
 }
 
 template <bool Bf16, int Mode> int run_mode(const int_pack_rows &a, int64_t r0, int64_t r1) {
+    if (a.scale_out)
+        return a.row_error ? observe_rows<Bf16, Mode, true>(a, r0, r1) : observe_rows<Bf16, Mode, false>(a, r0, r1);
     return a.row_error ? run_rows<Bf16, Mode, true>(a, r0, r1) : run_rows<Bf16, Mode, false>(a, r0, r1);
 }
 
@@ -222,6 +300,7 @@ bool int_pack_avx512_serves(const int_pack_rows &a) {
 #ifdef LLMC_PACK_AVX512
     if (!enabled || !cpu_has_avx512()) return false;
     if (a.group <= 0 || a.group % 16 != 0 || a.cols % a.group != 0) return false;
+    if (a.scale_out && (!a.per_row || a.half_range <= 0)) return false;
     if (a.codes) return a.bits >= 1 && a.bits <= 8;
     return a.words && (a.bits == 4 || a.bits == 8);
 #else

@@ -10,7 +10,7 @@
 // 4-bit code's dequantized value is looked up in the group's table of 16 (vpermps) instead of
 // multiplied and rounded again. W4A16 with its error, bf16, in cache: 0.175 ns a value, against
 // 0.245 for the previous version of this loop (round to integer, convert, multiply) and 0.39 for
-// the portable loop.
+// the portable loop. Observing the scales too (scale_out) adds ~0.03.
 //
 // Both are bit for bit the portable loops' words or codes, NaN verdicts and error sums (their
 // lanes and order included); tests compare them.
@@ -31,14 +31,21 @@ struct int_pack_rows {
     uint32_t *words = nullptr;     // [rows, cols * bits / 32] packed codes, or
     int8_t *codes = nullptr;       // [rows, cols] int8 values (quantize()'s)
     double *row_error = nullptr;   // optional: Σ (fake_quantize(x) - x)² per row
+    // Observing too (memoryless min/max, symmetric): with scale_out set, each group's scale is
+    // taken from its own values first, as qparams_of_groups' symmetric_scales takes it (absmax /
+    // half_range rounded to x's dtype, zero replaced by eps, a value of that dtype) and written
+    // to scale_out [rows, cols / group] in x's dtype; `scale` is not read, per_row must be set.
+    void *scale_out = nullptr;
+    float half_range = 0, eps = 0;
 };
 
 // Whether the loop serves `a`: the shape and width conditions above, and a CPU with AVX-512
 // (F, BW, VL, DQ) while pack_avx512_enable has not switched it off.
 bool int_pack_avx512_serves(const int_pack_rows &a);
 
-// Rows [r0, r1) of `a`, which int_pack_avx512_serves; nonzero when a quotient is NaN (the caller
-// then takes the generic path, as for the portable loop).
+// Rows [r0, r1) of `a`, which int_pack_avx512_serves; nonzero when a quotient is NaN, or when
+// observing a group whose values are not all finite (which qparams_of_groups declines): the
+// caller then takes the generic path for these rows, as for the portable loop.
 int int_pack_avx512_run(const int_pack_rows &a, int64_t r0, int64_t r1);
 
 // FP4 E2M1 (NVFP4, MXFP4): weight and scale each bf16 or float, computation in their promoted
