@@ -220,13 +220,21 @@ LLMC_AVX512 int fp4_rows(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
     constexpr bool TBf16 = XBf16 && SBf16;
     const int64_t cols = a.cols, group = a.group, groups = cols / group;
     const __m512 six = _mm512_set1_ps(6.0f), minus_six = _mm512_set1_ps(-6.0f), zero = _mm512_setzero_ps();
-    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
     const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u)), eight = _mm512_set1_epi32(8);
-    // The E2M1 grid by index, and fp4_one's thresholds: ties go to the even index.
+    // The E2M1 grid by index.
     const __m512 grid_of = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512 t1 = _mm512_set1_ps(0.25f), t2 = _mm512_set1_ps(0.75f), t3 = _mm512_set1_ps(1.25f),
-                 t4 = _mm512_set1_ps(1.75f), t5 = _mm512_set1_ps(2.5f), t6 = _mm512_set1_ps(3.5f),
-                 t7 = _mm512_set1_ps(5.0f);
+    // fp4_one's grid index as a lookup: a magnitude within [0, 6] has its interval between the
+    // thresholds (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5: none has more than two mantissa bits) told
+    // by its exponent and top two mantissa bits, key = (bits >> 21) - 4 * 124, 0 below 0.25;
+    // each interval starts at its threshold, where a value goes up (>= 0.75, 1.75, 3.5). A value
+    // exactly on a threshold that rounds down (0.25, 1.25, 2.5, 5: ties to the even index) has
+    // its low 21 bits zero and takes the second table.
+    const __m512i idx_lo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4);
+    const __m512i idx_hi = _mm512_setr_epi32(4, 5, 5, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7);
+    const __m512i tie_lo = _mm512_setr_epi32(0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 4);
+    const __m512i tie_hi = _mm512_setr_epi32(4, 4, 5, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7);
+    const __m512i key_base = _mm512_set1_epi32(4 * 124), low_bits = _mm512_set1_epi32(0x1FFFFF);
     __mmask16 nan = 0;
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t row = r * cols;
@@ -243,15 +251,12 @@ LLMC_AVX512 int fp4_rows(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
                 v = round_to<TBf16>(v);
                 if constexpr (Zp) v = round_to<TBf16>(_mm512_add_ps(v, z));
                 v = _mm512_min_ps(_mm512_max_ps(v, minus_six), six);
-                const __m512 av = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
-                __m512i idx = _mm512_setzero_si512();
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t1, _CMP_GT_OQ), idx, one);
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t2, _CMP_GE_OQ), idx, one);
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t3, _CMP_GT_OQ), idx, one);
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t4, _CMP_GE_OQ), idx, one);
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t5, _CMP_GT_OQ), idx, one);
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t6, _CMP_GE_OQ), idx, one);
-                idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(av, t7, _CMP_GT_OQ), idx, one);
+                const __m512i av = _mm512_and_si512(_mm512_castps_si512(v), magnitude);
+                const __m512i key =
+                    _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(av, 21), key_base), _mm512_setzero_si512());
+                const __mmask16 on_threshold = _mm512_testn_epi32_mask(av, low_bits);
+                const __m512i idx = _mm512_mask_mov_epi32(_mm512_permutex2var_epi32(idx_lo, key, idx_hi), on_threshold,
+                                                          _mm512_permutex2var_epi32(tie_lo, key, tie_hi));
                 // A negative value (not -0) takes the sign: -g (so -0 at index 0) and code bit 3.
                 const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
                 const __m512 g_abs = _mm512_permutexvar_ps(idx, grid_of);
