@@ -71,6 +71,14 @@ quant::quant_args int4_group(int group) {
     return quant::make_args(a);
 }
 
+// Whether this CPU runs the AVX-512 INT loop (its tests skip where it never runs).
+bool avx512_int_loop_runs() {
+    quant::int_pack_rows probe;
+    probe.cols = probe.group = 16;
+    probe.words = reinterpret_cast<uint32_t *>(&probe);
+    return quant::int_pack_avx512_serves(probe);
+}
+
 // The formats the INT test writes: pack-quantized at every width; 8- and 2-bit weights rotate
 // through the int- and naive-quantized formats too, which store int8 values.
 const std::string int_formats[] = {exporter::fmt_name::pack_quantized, exporter::fmt_name::int_quantized,
@@ -144,10 +152,7 @@ TEST(export_fast, pack_quantized_matches_the_generic_path) {
 // bf16 and float weights, group, channel and tensor strategies, 4- and 8-bit packing and int8
 // values; for random values, quotients on rounding ties, values past the clamp, -0 and tiny ones.
 TEST(export_fast, avx512_int_loop_matches_the_portable_loop) {
-    quant::int_pack_rows probe;
-    probe.cols = probe.group = 16;
-    probe.words = reinterpret_cast<uint32_t *>(&probe);
-    if (!quant::int_pack_avx512_serves(probe)) GTEST_SKIP() << "this CPU has no AVX-512: the loop never runs";
+    if (!avx512_int_loop_runs()) GTEST_SKIP() << "this CPU has no AVX-512: the loop never runs";
     int cases = 0;
     const uint64_t rows_before = quant::int_pack_avx512_rows_run();
     for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
@@ -209,10 +214,7 @@ TEST(export_fast, avx512_int_loop_matches_the_portable_loop) {
 // group's largest and magnitudes from 1e-30 to 1e30. A group holding infinity is declined and
 // the block goes the generic way (the same result again).
 TEST(export_fast, avx512_observing_loop_matches_observing_first) {
-    quant::int_pack_rows probe;
-    probe.cols = probe.group = 16;
-    probe.words = reinterpret_cast<uint32_t *>(&probe);
-    if (!quant::int_pack_avx512_serves(probe)) GTEST_SKIP() << "this CPU has no AVX-512: the loop never runs";
+    if (!avx512_int_loop_runs()) GTEST_SKIP() << "this CPU has no AVX-512: the loop never runs";
     int cases = 0;
     for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
         for (int bits : {4, 8}) {

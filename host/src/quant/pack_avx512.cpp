@@ -226,7 +226,8 @@ LLMC_AVX512 int fp4_rows(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
     const __m512 grid_of = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 0, 0, 0, 0, 0, 0, 0, 0);
     // fp4_one's grid index as a lookup: a magnitude within [0, 6] has its interval between the
     // thresholds (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5: none has more than two mantissa bits) told
-    // by its exponent and top two mantissa bits, key = (bits >> 21) - 4 * 124, 0 below 0.25;
+    // by its exponent and top two mantissa bits, key = (bits >> 21) - 4 * 124 (below 4, clamped
+    // at 0, under 0.25: index 0);
     // each interval starts at its threshold, where a value goes up (>= 0.75, 1.75, 3.5). A value
     // exactly on a threshold that rounds down (0.25, 1.25, 2.5, 5: ties to the even index) has
     // its low 21 bits zero and takes the second table.

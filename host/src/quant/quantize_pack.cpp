@@ -581,9 +581,9 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
     }
     // Symmetric INT groups (or channels) of bf16 or float: the AVX-512 loop observes a row's group
     // scales just before packing it, while the row is in cache, where the CPU has the loop (no
-    // min/max pass over the block and scale step first: a resident weight too large for the cache
-    // was read from memory twice, its arithmetic ~35% longer). A block it declines (a value not
-    // finite) goes the way below.
+    // min/max pass over the block and scale step first, which read a resident weight too large
+    // for the cache from memory twice). A block it declines (a value not finite) goes the way
+    // below.
     int_pack_rows observing;
     if (direct && w.type == quant_type::int_ && w.symmetric && !band && !fp8 &&
         (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat) &&
