@@ -1,6 +1,9 @@
 #include "quant/pack_avx512.h"
 
+#include "quant/float_round.h"
+
 #include <atomic>
+#include <cmath>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define LLMC_PACK_AVX512 1
@@ -191,14 +194,13 @@ LLMC_AVX512 int observe_rows(const int_pack_rows &a, int64_t r0, int64_t r1) {
             bad |= m >= inf_bits; // qparams_of_groups declines a min or max not finite
             // symmetric_scales: absmax / half_range rounded to x's dtype, zero replaced by eps.
             const uint32_t bits = Bf16 ? m << 16 : m;
-            float absmax, s;
+            float absmax;
             __builtin_memcpy(&absmax, &bits, 4);
-            s = absmax / a.half_range;
+            float s = absmax / a.half_range;
+            if constexpr (Bf16) s = round_to_finite<c10::BFloat16>(s);
+            if (s == 0.0f) s = a.eps;
             uint32_t u;
             __builtin_memcpy(&u, &s, 4);
-            if constexpr (Bf16) u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-            __builtin_memcpy(&s, &u, 4);
-            if (s == 0.0f) __builtin_memcpy(&u, &a.eps, 4);
             if constexpr (Bf16) static_cast<uint16_t *>(a.scale_out)[r * groups + g] = static_cast<uint16_t>(u >> 16);
             else static_cast<uint32_t *>(a.scale_out)[r * groups + g] = u;
         }
@@ -301,6 +303,13 @@ template <bool Bf16> int run_dtype(const int_pack_rows &a, int64_t r0, int64_t r
 #endif
 
 } // namespace
+
+void int_pack_range(int_pack_rows &a, int bits) {
+    a.bits = bits;
+    a.lo = -std::ldexp(1.0f, bits - 1);
+    a.hi = std::ldexp(1.0f, bits - 1) - 1.0f;
+    a.offset = std::ldexp(1.0f, bits - 1);
+}
 
 bool int_pack_avx512_serves(const int_pack_rows &a) {
 #ifdef LLMC_PACK_AVX512

@@ -27,7 +27,7 @@ struct int_pack_rows {
     int64_t cols = 0, group = 0;   // group divides cols; both multiples of 16
     bool per_row = false;
     int bits = 4;                  // 4 or 8
-    float lo = 0, hi = 0, offset = 0; // the clamp range and the code's offset, as quantize_pack_range's
+    float lo = 0, hi = 0, offset = 0; // the clamp range and the code's offset (int_pack_range)
     uint32_t *words = nullptr;     // [rows, cols * bits / 32] packed codes, or
     int8_t *codes = nullptr;       // [rows, cols] int8 values (quantize()'s)
     double *row_error = nullptr;   // optional: Σ (fake_quantize(x) - x)² per row
@@ -38,6 +38,10 @@ struct int_pack_rows {
     void *scale_out = nullptr;
     float half_range = 0, eps = 0;
 };
+
+// Sets a's clamp range and code offset for signed `bits`-bit codes: [-2^(bits-1), 2^(bits-1) -
+// 1], offset 2^(bits-1) (quantize_pack_range's).
+void int_pack_range(int_pack_rows &a, int bits);
 
 // Whether the loop serves `a`: the shape and width conditions above, and a CPU with AVX-512
 // (F, BW, VL, DQ) while pack_avx512_enable has not switched it off.

@@ -322,15 +322,21 @@ at::Tensor quantize_pack_rows(const at::Tensor &x, const at::Tensor &scale, cons
     const bool codes = out.scalar_type() == at::kChar;
     uint32_t *op = codes ? nullptr : reinterpret_cast<uint32_t *>(out.data_ptr<int32_t>());
     int8_t *cp = codes ? out.data_ptr<int8_t>() : nullptr;
-    const float lo = -std::ldexp(1.0f, bits - 1), hi = std::ldexp(1.0f, bits - 1) - 1.0f;
-    const float offset = std::ldexp(1.0f, bits - 1);
     // Symmetric weights whose dtypes are all bf16 or all float: the AVX-512 loop where the CPU has it.
     int_pack_rows avx;
+    int_pack_range(avx, bits);
+    const float lo = avx.lo, hi = avx.hi, offset = avx.offset;
     constexpr bool same_types = std::is_same<X, S>::value && std::is_same<X, T>::value &&
                                 (std::is_same<X, float>::value || std::is_same<X, c10::BFloat16>::value);
     if (same_types && !zp.defined()) {
-        avx = {xp, sp, std::is_same<X, c10::BFloat16>::value, cols, group, per_row, bits, lo, hi, offset, op, cp,
-               nullptr};
+        avx.x = xp;
+        avx.scale = sp;
+        avx.bf16 = std::is_same<X, c10::BFloat16>::value;
+        avx.cols = cols;
+        avx.group = group;
+        avx.per_row = per_row;
+        avx.words = op;
+        avx.codes = cp;
         if (!int_pack_avx512_serves(avx)) avx.x = nullptr;
     }
     const bool ok = fused_rows_run(x, zp, mean_squared_error,
@@ -596,10 +602,7 @@ at::Tensor pack_in_blocks(const quant_args &w, const at::Tensor &x, const qparam
         observing.cols = cols;
         observing.group = *w.strategy == quant_strategy::group ? *w.group_size : cols;
         observing.per_row = true;
-        observing.bits = w.num_bits;
-        observing.lo = -std::ldexp(1.0f, w.num_bits - 1);
-        observing.hi = std::ldexp(1.0f, w.num_bits - 1) - 1.0f;
-        observing.offset = std::ldexp(1.0f, w.num_bits - 1);
+        int_pack_range(observing, w.num_bits);
         // As qparams_of_groups computes them.
         observing.half_range = static_cast<float>(static_cast<double>(bit_range) / 2);
         observing.eps = bf16 ? round_to<c10::BFloat16>(eps) : eps;
