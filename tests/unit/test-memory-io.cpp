@@ -170,6 +170,41 @@ TEST(tensor_write_queue, writes_in_order_and_keeps_tensors_alive) {
     fs::remove_all(d);
 }
 
+// A large tensor still in its input file is copied from it in pieces while the tensors pushed
+// after it are written (so they do not wait in memory behind it); the file is as pushed.
+TEST(tensor_write_queue, input_views_are_copied_between_later_tensors) {
+    const fs::path d = fresh_dir("deferred");
+    const at::Tensor big = at::randn({6 << 20}); // 24 MiB: three pieces
+    {
+        safetensors_writer w((d / "in.safetensors").string());
+        w.add("big", big);
+        w.finish();
+    }
+    {
+        safetensors_file f((d / "in.safetensors").string());
+        safetensors_sharded_writer w((d / "out").string());
+        tensor_write_queue q(w, 1 << 20);
+        q.push("first", at::ones({8}));
+        q.push("big", f.tensor("big"));
+        for (int i = 0; i < 20; ++i) q.push("t" + std::to_string(i), at::full({64 << 10}, static_cast<float>(i)));
+        q.finish();
+        EXPECT_EQ(w.copy_pending(0), 0u) << "finish() returned before the copy was done";
+        w.finish();
+    }
+    safetensors_file out((d / "out" / "model.safetensors").string());
+    ASSERT_EQ(out.names().size(), 22u);
+    EXPECT_TRUE(at::equal(out.tensor("big"), big));
+    EXPECT_LT(out.info("first").begin, out.info("big").begin);
+    uint64_t last_begin = out.info("big").begin;
+    for (int i = 0; i < 20; ++i) {
+        const std::string n = "t" + std::to_string(i);
+        EXPECT_TRUE(at::equal(out.tensor(n), at::full({64 << 10}, static_cast<float>(i)))) << n;
+        EXPECT_GT(out.info(n).begin, last_begin) << "written out of order";
+        last_begin = out.info(n).begin;
+    }
+    fs::remove_all(d);
+}
+
 TEST(tensor_write_queue, a_failed_write_is_rethrown_to_the_caller) {
     const fs::path d = fresh_dir("error");
     safetensors_sharded_writer w(d.string());

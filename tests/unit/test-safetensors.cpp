@@ -204,6 +204,95 @@ TEST(safetensors, unmodified_views_are_written_from_their_file) {
     EXPECT_TRUE(at::equal(out.tensor("heap"), heap));
 }
 
+// add_deferred: a large view still in its file gets its place at once and its bytes later, in
+// pieces, from the file; what is added after it goes behind that place. The file is the one
+// add() writes, byte for byte; a view written to, or a small one, is written at once.
+TEST(safetensors, deferred_copies_write_the_same_file) {
+    temp_dir dir;
+    const fs::path p = dir / "in.safetensors";
+    const at::Tensor big = at::randn({768, 1024}); // 3 MiB
+    const at::Tensor other = at::randn({512, 1024});
+    {
+        safetensors_writer w(p.string());
+        w.add("big", big);
+        w.add("other", other);
+        w.add("small", at::arange(6, at::kFloat));
+        w.finish();
+    }
+    safetensors_file f(p.string());
+    at::Tensor dirty = f.tensor("other");
+    dirty.index_put_({3, 3}, 7.0f);
+    const at::Tensor after = at::randn({300, 1024});
+    auto write = [&](const fs::path &q, bool deferred, uint64_t reserve) {
+        safetensors_writer w(q.string(), {{"format", "pt"}}, reserve);
+        if (!deferred) {
+            w.add("big", f.tensor("big"));
+            w.add("dirty", dirty);
+            w.add("small", f.tensor("small"));
+            w.add("after", after);
+            w.finish();
+            return;
+        }
+        EXPECT_TRUE(w.add_deferred("big", f.tensor("big"), "F32"));
+        EXPECT_EQ(w.copy_pending(0), big.nbytes()); // nothing copied yet
+        EXPECT_FALSE(w.add_deferred("dirty", dirty, "F32"));
+        EXPECT_FALSE(w.add_deferred("small", f.tensor("small"), "F32"));
+        EXPECT_EQ(w.copy_pending(1 << 20), big.nbytes() - (1 << 20)); // a piece
+        w.add("after", after);
+        EXPECT_THROW(w.add_deferred("big", f.tensor("big"), "F32"), error); // a name twice
+        w.finish(); // the rest
+        EXPECT_EQ(w.copy_pending(UINT64_MAX), 0u);
+    };
+    for (const uint64_t reserve : {uint64_t{0}, uint64_t{4096}}) {
+        const fs::path a = dir / "added.safetensors", b = dir / "deferred.safetensors";
+        write(a, false, reserve);
+        write(b, true, reserve);
+        std::ifstream ia(a, std::ios::binary), ib(b, std::ios::binary);
+        const std::string sa((std::istreambuf_iterator<char>(ia)), {}), sb((std::istreambuf_iterator<char>(ib)), {});
+        EXPECT_EQ(sa.size(), sb.size()) << "reserve " << reserve;
+        EXPECT_TRUE(sa == sb) << "reserve " << reserve;
+        safetensors_file out(b.string());
+        EXPECT_TRUE(at::equal(out.tensor("big"), big));
+        EXPECT_TRUE(at::equal(out.tensor("after"), after));
+        EXPECT_EQ(out.tensor("dirty")[3][3].item<float>(), 7.0f);
+    }
+    // Dropped before finish: no file, nothing copied later.
+    {
+        safetensors_writer w((dir / "dropped.safetensors").string(), {{"format", "pt"}}, 4096);
+        EXPECT_TRUE(w.add_deferred("big", f.tensor("big"), "F32"));
+    }
+    for (const auto &e : fs::directory_iterator(dir.path()))
+        EXPECT_EQ(e.path().filename().string().find("dropped"), std::string::npos) << e.path();
+}
+
+// The sharded writer completes a shard's deferred copies when it closes the shard for the next.
+TEST(safetensors, deferred_copies_finish_with_their_shard) {
+    temp_dir dir;
+    const fs::path p = dir / "in.safetensors";
+    const at::Tensor a = at::randn({512, 1024}), b = at::randn({512, 1024}); // 2 MiB each
+    {
+        safetensors_writer w(p.string());
+        w.add("a", a);
+        w.add("b", b);
+        w.finish();
+    }
+    safetensors_file f(p.string());
+    const fs::path out_dir = dir / "out";
+    {
+        safetensors_sharded_writer w(out_dir.string(), 3 << 20);
+        EXPECT_TRUE(w.add_deferred("a", f.tensor("a"), ""));
+        EXPECT_TRUE(w.add_deferred("b", f.tensor("b"), "")); // a's shard is full: closed, a copied
+        EXPECT_EQ(w.copy_pending(0), b.nbytes());
+        w.add("c", at::ones({4}));
+        w.finish();
+    }
+    safetensors_model m(out_dir.string());
+    EXPECT_TRUE(m.sharded());
+    EXPECT_TRUE(at::equal(m.file_of("a").tensor("a"), a));
+    EXPECT_TRUE(at::equal(m.file_of("b").tensor("b"), b));
+    EXPECT_TRUE(at::equal(m.file_of("c").tensor("c"), at::ones({4})));
+}
+
 TEST(safetensors, misaligned_data_is_copied) {
     temp_dir dir;
     const fs::path p = dir / "m.safetensors";

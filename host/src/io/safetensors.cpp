@@ -566,6 +566,8 @@ safetensors_writer::~safetensors_writer() {
 }
 
 void safetensors_writer::abandon() {
+    pending_.clear();
+    pending_bytes_ = 0;
     if (data_) {
         std::fclose(data_);
         data_ = nullptr;
@@ -579,21 +581,101 @@ void safetensors_writer::add(const std::string &name, const at::Tensor &t) {
     add(name, t, safetensors_dtype_name(t.scalar_type()));
 }
 
-void safetensors_writer::add(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+namespace {
+
+// What add() asks of a tensor and its dtype before its bytes are written.
+void check_tensor_dtype(const std::string &path, const std::string &name, const at::Tensor &t,
+                        const std::string &dtype) {
     if (!t.defined())
-        fail("{}: tensor '{}' is undefined", path_, name);
+        fail("{}: tensor '{}' is undefined", path, name);
     const dtype_entry *d = find_dtype(dtype);
     if (!d)
-        fail("{}: tensor '{}': unknown dtype '{}' (known: {})", path_, name, dtype, known_dtypes());
+        fail("{}: tensor '{}': unknown dtype '{}' (known: {})", path, name, dtype, known_dtypes());
     if (static_cast<size_t>(t.element_size()) != d->size)
-        fail("{}: tensor '{}': {} elements are {} bytes but dtype {} needs {}", path_, name,
+        fail("{}: tensor '{}': {} elements are {} bytes but dtype {} needs {}", path, name,
              c10::toString(t.scalar_type()), t.element_size(), dtype, d->size);
+}
+
+// n bytes from src_fd at src to dst_fd at dst through a buffer (where copy_file_range cannot):
+// how many were copied (fewer where src ends), or -1.
+ssize_t copy_by_buffer(int src_fd, uint64_t src, int dst_fd, uint64_t dst, size_t n) {
+    std::vector<char> buf(std::min<size_t>(n, size_t{1} << 20));
+    size_t done = 0;
+    while (done < n) {
+        const ssize_t got = ::pread(src_fd, buf.data(), std::min(buf.size(), n - done), static_cast<off_t>(src + done));
+        if (got < 0)
+            return done ? static_cast<ssize_t>(done) : -1;
+        if (got == 0)
+            break; // the file ended: 0 when nothing was copied
+        for (ssize_t put = 0; put < got;) {
+            const ssize_t k = ::pwrite(dst_fd, buf.data() + put, static_cast<size_t>(got - put),
+                                       static_cast<off_t>(dst + done + static_cast<size_t>(put)));
+            if (k <= 0)
+                return -1;
+            put += k;
+        }
+        done += static_cast<size_t>(got);
+    }
+    return static_cast<ssize_t>(done);
+}
+
+} // namespace
+
+void safetensors_writer::add(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+    check_tensor_dtype(path_, name, t, dtype);
     at::Tensor c = t.detach().to(at::kCPU).contiguous();
     add_raw(name, dtype, c.sizes().vec(), c.numel() ? c.data_ptr() : nullptr, c.nbytes());
 }
 
-void safetensors_writer::add_raw(const std::string &name, const std::string &dtype,
-                                 const std::vector<int64_t> &shape, const void *data, size_t nbytes) {
+bool safetensors_writer::add_deferred(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+    check_tensor_dtype(path_, name, t, dtype);
+    const size_t nbytes = t.nbytes();
+    std::optional<file_range> src;
+    if (nbytes >= (size_t{1} << 20) && t.device().is_cpu() && t.is_contiguous())
+        src = file_range_clean(t.data_ptr(), nbytes);
+    if (!src) {
+        add(name, t, dtype);
+        return false;
+    }
+    const std::vector<int64_t> shape = t.sizes().vec();
+    check_add(name, dtype, shape, nbytes);
+    // The tensors added next go behind its place (a hole in the file until it is copied).
+    if (std::fflush(data_) != 0 ||
+        std::fseek(data_, static_cast<long>(data_start_ + data_bytes_ + nbytes), SEEK_SET) != 0)
+        fail("{}: cannot write tensor '{}': {}", path_, name, errno_text());
+    pending_.push_back({name, t, src->fd, src->offset, data_start_ + data_bytes_, nbytes});
+    pending_bytes_ += nbytes;
+    seen_[name] = entries_.size();
+    entries_.push_back({name, dtype, shape, data_bytes_, data_bytes_ + nbytes});
+    data_bytes_ += nbytes;
+    return true;
+}
+
+uint64_t safetensors_writer::copy_pending(uint64_t max_bytes) {
+    while (!pending_.empty() && max_bytes > 0) {
+        pending_copy &p = pending_.front();
+        const size_t want = static_cast<size_t>(std::min<uint64_t>({p.left, max_bytes, uint64_t{1} << 30}));
+        // Positional on both sides: stdio's position in the data file stays where it is.
+        loff_t in = static_cast<loff_t>(p.src), out = static_cast<loff_t>(p.dst);
+        ssize_t n = ::copy_file_range(p.src_fd, &in, ::fileno(data_), &out, want, 0);
+        if (n <= 0) // EXDEV, ENOSYS, ...
+            n = copy_by_buffer(p.src_fd, p.src, ::fileno(data_), p.dst, want);
+        if (n <= 0)
+            fail("{}: cannot write tensor '{}': {}", path_, p.name, n == 0 ? "its input file ended early" : errno_text());
+        const auto k = static_cast<uint64_t>(n);
+        p.src += k;
+        p.dst += k;
+        p.left -= k;
+        pending_bytes_ -= k;
+        max_bytes -= std::min(max_bytes, k);
+        if (p.left == 0)
+            pending_.pop_front();
+    }
+    return pending_bytes_;
+}
+
+void safetensors_writer::check_add(const std::string &name, const std::string &dtype,
+                                   const std::vector<int64_t> &shape, size_t nbytes) {
     if (finished_)
         fail("{}: add after finish", path_);
     if (name.empty() || name == "__metadata__")
@@ -607,6 +689,11 @@ void safetensors_writer::add_raw(const std::string &name, const std::string &dty
     if (!byte_length(shape, d->size, expected) || expected != nbytes)
         fail("{}: tensor '{}': {} bytes given but its shape and dtype {} need {}", path_, name, nbytes, dtype,
              expected);
+}
+
+void safetensors_writer::add_raw(const std::string &name, const std::string &dtype,
+                                 const std::vector<int64_t> &shape, const void *data, size_t nbytes) {
+    check_add(name, dtype, shape, nbytes);
     if (nbytes && !write_data(data, nbytes))
         fail("{}: cannot write tensor '{}': {}", path_, name, errno_text());
     seen_[name] = entries_.size();
@@ -642,6 +729,7 @@ void safetensors_writer::finish() {
         return;
     const std::string partial = path_ + ".partial";
     try {
+        copy_pending(UINT64_MAX);
         nlohmann::ordered_json header = nlohmann::ordered_json::object();
         if (!metadata_.empty()) {
             nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -803,6 +891,22 @@ void safetensors_sharded_writer::add_raw(const std::string &name, const std::str
     w.add_raw(name, dtype, shape, data, nbytes);
     weight_shard_.emplace_back(name, shard_tmp_.size());
     total_bytes_ += nbytes;
+}
+
+bool safetensors_sharded_writer::add_deferred(const std::string &name, const at::Tensor &t, const std::string &dtype) {
+    if (!t.defined())
+        fail("{}: tensor '{}' is undefined", dir_, name);
+    const std::string d = dtype.empty() ? safetensors_dtype_name(t.scalar_type()) : dtype;
+    check_name(name);
+    auto &w = shard_for(static_cast<uint64_t>(t.nbytes()));
+    const bool deferred = w.add_deferred(name, t, d);
+    weight_shard_.emplace_back(name, shard_tmp_.size());
+    total_bytes_ += t.nbytes();
+    return deferred;
+}
+
+uint64_t safetensors_sharded_writer::copy_pending(uint64_t max_bytes) {
+    return current_ ? current_->copy_pending(max_bytes) : 0;
 }
 
 std::vector<std::string> safetensors_sharded_writer::finish() {

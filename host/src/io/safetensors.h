@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -145,6 +146,13 @@ class safetensors_writer {
     void add(const std::string &name, const at::Tensor &t, const std::string &dtype);
     void add_raw(const std::string &name, const std::string &dtype, const std::vector<int64_t> &shape,
                  const void *data, size_t nbytes);
+    // add(), except that a tensor whose bytes are still its input file's (io/file_regions.h,
+    // 1 MiB or more) gets its place in the data now and is copied from that file later, piece by
+    // piece (copy_pending) or at finish(); it is kept alive until then and must not change. So a
+    // large copied tensor does not hold up the tensors added after it. True when deferred.
+    bool add_deferred(const std::string &name, const at::Tensor &t, const std::string &dtype);
+    // Copies up to max_bytes of the deferred tensors' bytes, oldest first; returns what is left.
+    uint64_t copy_pending(uint64_t max_bytes);
 
     size_t count() const { return entries_.size(); }
     uint64_t data_bytes() const { return data_bytes_; }
@@ -157,8 +165,17 @@ class safetensors_writer {
         std::vector<int64_t> shape;
         uint64_t begin, end;
     };
+    // A deferred tensor's bytes: from src (an input file) to dst (the data file), `left` to go.
+    struct pending_copy {
+        std::string name;
+        at::Tensor keep; // holds the input file open and its bytes unchanged
+        int src_fd;
+        uint64_t src, dst, left;
+    };
     void abandon();
     bool write_data(const void *data, size_t nbytes);
+    void check_add(const std::string &name, const std::string &dtype, const std::vector<int64_t> &shape,
+                   size_t nbytes);
 
     std::string path_;
     std::map<std::string, std::string> metadata_;
@@ -169,6 +186,8 @@ class safetensors_writer {
     std::string data_path_;    // where the data is being written
     uint64_t data_start_ = 0;  // the data's offset in that file
     std::FILE *data_ = nullptr;
+    std::deque<pending_copy> pending_;
+    uint64_t pending_bytes_ = 0;
     bool finished_ = false;
 };
 
@@ -190,6 +209,10 @@ class safetensors_sharded_writer {
     void add(const std::string &name, const at::Tensor &t, const std::string &dtype);
     void add_raw(const std::string &name, const std::string &dtype, const std::vector<int64_t> &shape,
                  const void *data, size_t nbytes);
+    // safetensors_writer::add_deferred and copy_pending, on the current shard (a shard's
+    // deferred copies are completed when it is closed).
+    bool add_deferred(const std::string &name, const at::Tensor &t, const std::string &dtype);
+    uint64_t copy_pending(uint64_t max_bytes);
     // Returns the files written (names relative to dir).
     std::vector<std::string> finish();
 

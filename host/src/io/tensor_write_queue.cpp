@@ -44,15 +44,36 @@ void tensor_write_queue::push(const std::string &name, const at::Tensor &t, cons
 
 void tensor_write_queue::finish() {
     std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] { return error_ || (queue_.empty() && !busy_); });
+    changed_.wait(lock, [&] { return error_ || (queue_.empty() && !busy_ && !copying_); });
     rethrow_locked();
 }
+
+// A piece of the deferred copies (add_deferred): small enough that a tensor pushed meanwhile
+// waits little, so what is queued stays short while a large input tensor is copied.
+constexpr uint64_t copy_piece_bytes = uint64_t{8} << 20;
 
 void tensor_write_queue::run() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-        changed_.wait(lock, [&] { return closing_ || (!queue_.empty() && !error_); });
+        changed_.wait(lock, [&] { return closing_ || (!error_ && (!queue_.empty() || copying_)); });
         if (closing_) return;
+        if (queue_.empty()) {
+            busy_ = true;
+            lock.unlock();
+            std::exception_ptr failed;
+            uint64_t left = 0;
+            try {
+                left = out_.copy_pending(copy_piece_bytes);
+            } catch (...) {
+                failed = std::current_exception();
+            }
+            lock.lock();
+            busy_ = false;
+            copying_ = left > 0 && !failed;
+            if (failed) error_ = failed;
+            changed_.notify_all();
+            continue;
+        }
         item it = std::move(queue_.front());
         queue_.pop_front();
         // The bound is on what waits: the tensor being written no longer holds up pushes.
@@ -60,16 +81,20 @@ void tensor_write_queue::run() {
         busy_ = true;
         lock.unlock();
         std::exception_ptr failed;
+        uint64_t left = 0;
         try {
             if (!it.tensor.defined()) fail("cannot save: tensor '{}' has no data", it.name);
-            if (it.dtype.empty()) out_.add(it.name, it.tensor);
-            else out_.add(it.name, it.tensor, it.dtype);
+            // A tensor still in its input file is copied from there in pieces between the next
+            // ones (above), instead of holding them up while memory fills behind it.
+            out_.add_deferred(it.name, it.tensor, it.dtype);
+            left = out_.copy_pending(0);
         } catch (...) {
             failed = std::current_exception();
         }
         it = item{}; // a view of the input may run its deleter here: not under the lock
         lock.lock();
         busy_ = false;
+        copying_ = left > 0 && !failed;
         if (failed) {
             error_ = failed;
             queue_.clear(); // nothing after a failed write is worth writing

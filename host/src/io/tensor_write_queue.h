@@ -1,6 +1,8 @@
 // Writes tensors to a safetensors_sharded_writer on a thread of its own, so that the file writes
 // (copies into the page cache, a third of a data-free export) overlap with compressing the next
-// module instead of following it.
+// module instead of following it. A large tensor still in its input file (the embeddings) is
+// copied from that file in pieces whenever the queue is empty (add_deferred), so the tensors
+// pushed after it are written without waiting for the whole copy.
 #pragma once
 
 #include "io/safetensors.h"
@@ -50,6 +52,7 @@ class tensor_write_queue {
     std::deque<item> queue_;
     uint64_t queued_bytes_ = 0;
     bool closing_ = false, busy_ = false;
+    bool copying_ = false; // the writer has deferred copies to finish (add_deferred)
     std::exception_ptr error_;
     std::thread thread_;
 };
