@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -263,6 +264,35 @@ TEST(safetensors, deferred_copies_write_the_same_file) {
     }
     for (const auto &e : fs::directory_iterator(dir.path()))
         EXPECT_EQ(e.path().filename().string().find("dropped"), std::string::npos) << e.path();
+}
+
+// Where copy_file_range cannot copy between the two files (another file system: EXDEV), the
+// deferred copy goes through a buffer. Needs a second file system: /dev/shm where it is one.
+TEST(safetensors, deferred_copies_cross_file_systems) {
+    temp_dir dir;
+    struct stat shm {}, tmp {};
+    if (::stat("/dev/shm", &shm) != 0 || ::stat(dir.path().c_str(), &tmp) != 0 || shm.st_dev == tmp.st_dev ||
+        ::access("/dev/shm", W_OK) != 0)
+        GTEST_SKIP() << "no second writable file system at /dev/shm";
+    const fs::path in = fs::path("/dev/shm") / ("llmc-test-st-" + std::to_string(::getpid()) + ".safetensors");
+    const at::Tensor big = at::randn({768, 1024});
+    {
+        safetensors_writer w(in.string());
+        w.add("big", big);
+        w.finish();
+    }
+    {
+        safetensors_file f(in.string());
+        safetensors_writer w((dir / "out.safetensors").string(), {{"format", "pt"}}, 4096);
+        EXPECT_TRUE(w.add_deferred("big", f.tensor("big"), "F32"));
+        w.add("after", at::ones({4}));
+        EXPECT_EQ(w.copy_pending(1 << 20), big.nbytes() - (1 << 20));
+        w.finish();
+    }
+    fs::remove(in);
+    safetensors_file out((dir / "out.safetensors").string());
+    EXPECT_TRUE(at::equal(out.tensor("big"), big));
+    EXPECT_TRUE(at::equal(out.tensor("after"), at::ones({4})));
 }
 
 // The sharded writer completes a shard's deferred copies when it closes the shard for the next.

@@ -598,8 +598,7 @@ void check_tensor_dtype(const std::string &path, const std::string &name, const 
 
 // n bytes from src_fd at src to dst_fd at dst through a buffer (where copy_file_range cannot):
 // how many were copied (fewer where src ends), or -1.
-ssize_t copy_by_buffer(int src_fd, uint64_t src, int dst_fd, uint64_t dst, size_t n) {
-    std::vector<char> buf(std::min<size_t>(n, size_t{1} << 20));
+ssize_t copy_by_buffer(int src_fd, uint64_t src, int dst_fd, uint64_t dst, size_t n, std::vector<char> &buf) {
     size_t done = 0;
     while (done < n) {
         const ssize_t got = ::pread(src_fd, buf.data(), std::min(buf.size(), n - done), static_cast<off_t>(src + done));
@@ -657,9 +656,13 @@ uint64_t safetensors_writer::copy_pending(uint64_t max_bytes) {
         const size_t want = static_cast<size_t>(std::min<uint64_t>({p.left, max_bytes, uint64_t{1} << 30}));
         // Positional on both sides: stdio's position in the data file stays where it is.
         loff_t in = static_cast<loff_t>(p.src), out = static_cast<loff_t>(p.dst);
-        ssize_t n = ::copy_file_range(p.src_fd, &in, ::fileno(data_), &out, want, 0);
-        if (n <= 0) // EXDEV, ENOSYS, ...
-            n = copy_by_buffer(p.src_fd, p.src, ::fileno(data_), p.dst, want);
+        ssize_t n = copy_range_fails_ ? -1 : ::copy_file_range(p.src_fd, &in, ::fileno(data_), &out, want, 0);
+        if (n <= 0) { // EXDEV (another file system), ENOSYS, ...: not tried again
+            copy_range_fails_ = true;
+            if (bounce_.empty())
+                bounce_.resize(size_t{1} << 20); // kept: a fresh buffer per piece costs its page faults
+            n = copy_by_buffer(p.src_fd, p.src, ::fileno(data_), p.dst, want, bounce_);
+        }
         if (n <= 0)
             fail("{}: cannot write tensor '{}': {}", path_, p.name, n == 0 ? "its input file ended early" : errno_text());
         const auto k = static_cast<uint64_t>(n);

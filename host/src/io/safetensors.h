@@ -187,6 +187,8 @@ class safetensors_writer {
     uint64_t data_start_ = 0;  // the data's offset in that file
     std::FILE *data_ = nullptr;
     std::deque<pending_copy> pending_;
+    std::vector<char> bounce_;      // copy_pending's buffer where copy_file_range fails
+    bool copy_range_fails_ = false; // it did once: the files are on different file systems
     uint64_t pending_bytes_ = 0;
     bool finished_ = false;
 };
