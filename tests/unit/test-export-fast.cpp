@@ -462,7 +462,8 @@ quant::quant_args fp8_args(const std::string &strategy, bool symmetric = true, c
 // pass 448), with and without a stored zero point; and the error equals fake_quantize's.
 TEST(export_fast, fp8_codes_match_the_generic_path) {
     int cases = 0;
-    const uint64_t before = fast_taken;
+    const uint64_t before = fast_taken, avx_before = quant::fp8_pack_avx512_rows_run();
+    uint64_t avx_rows = 0;
     for (at::ScalarType dtype : {at::kBFloat16, at::kFloat, at::kHalf}) {
         for (const char *strategy : {"channel", "tensor", "group", "block", "mx"}) {
             const quant::quant_args a = fp8_args(strategy);
@@ -494,29 +495,51 @@ TEST(export_fast, fp8_codes_match_the_generic_path) {
                     } else if (std::string(data) == "saturating") {
                         s = (qp.scale.to(at::kFloat) / 2).to(sdt);
                     }
-                    // The zero point (zeros) stored or not, alternately.
+                    // The zero point (zeros) stored or not, alternately; among the stored ones,
+                    // every third -0 and every third 1.5 (adding either still rounds in the
+                    // computation dtype: the loops keep the general zero-point path for them).
                     const bool with_zp = cases % 2 == 0;
+                    const int zp_kind = (cases / 2) % 3; // 0 zeros, 1 -0, 2 1.5
+                    at::Tensor zp = qp.zero_point;
+                    if (with_zp && zp_kind > 0)
+                        zp = at::full(qp.zero_point.sizes(), zp_kind == 1 ? -0.0 : 1.5, at::TensorOptions().dtype(dtype));
                     std::vector<saved_tensor> in{{"weight", x, ""}, {"weight_scale", s, ""}};
-                    if (with_zp) in.push_back({"weight_zero_point", qp.zero_point, ""});
+                    if (with_zp) in.push_back({"weight_zero_point", zp, ""});
                     const std::string what = std::string(c10::toString(dtype)) + " " + strategy + " scale " +
-                                             c10::toString(sdt) + " " + data + (with_zp ? " zero point" : "");
+                                             c10::toString(sdt) + " " + data +
+                                             (with_zp ? " zero point " + std::to_string(zp_kind) : "");
                     double e_fast = -1, e_generic = -2;
                     const auto fast = compress(scheme, in, dtype, true, &e_fast, format);
                     const auto generic = compress(scheme, in, dtype, false, &e_generic, format);
                     expect_same(fast, generic, what);
                     EXPECT_EQ(fast.front().dtype, "F8_E4M3") << what;
                     EXPECT_NEAR(e_fast, e_generic, 1e-5 * e_generic + 1e-30) << what;
+                    // The AVX-512 loop (bf16 and float weights and scales, where the CPU has it)
+                    // against the portable one: the same codes and error, to the bit.
+                    double e_portable = -3;
+                    quant::pack_avx512_enable(false);
+                    const auto portable = compress(scheme, in, dtype, true, &e_portable, format);
+                    quant::pack_avx512_enable(true);
+                    expect_same(fast, portable, what + " portable loop");
+                    EXPECT_EQ(e_fast, e_portable) << what;
+                    if (dtype != at::kHalf) avx_rows += rows;
                     // A zero point is added as quantize_values adds it: -0 becomes +0 (code 0);
-                    // without one -0 keeps its sign (code 0x80).
-                    if (std::string(data) == "random")
-                        EXPECT_EQ(fast.front().tensor[2][0].item<uint8_t>(), with_zp ? 0 : 0x80) << what;
+                    // without one, or with a -0 one, -0 keeps its sign (code 0x80).
+                    if (std::string(data) == "random" && (!with_zp || zp_kind < 2))
+                        EXPECT_EQ(fast.front().tensor[2][0].item<uint8_t>(), with_zp && zp_kind == 0 ? 0 : 0x80)
+                            << what;
                     ++cases;
                 }
             }
         }
     }
     EXPECT_EQ(cases, 3 * 5 * 2 * 3);
-    EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(cases)) << "the fused path did not run for every case";
+    EXPECT_EQ(fast_taken - before, static_cast<uint64_t>(2 * cases)) << "the fused path did not run for every case";
+    quant::fp8_pack_rows probe;
+    probe.cols = probe.group = 16;
+    probe.out = reinterpret_cast<uint8_t *>(&probe);
+    if (quant::fp8_pack_avx512_serves(probe))
+        EXPECT_EQ(quant::fp8_pack_avx512_rows_run() - avx_before, avx_rows) << "the AVX-512 loop did not run";
 }
 
 // Without stored qparams, FP8 channel, group and MX weights are observed block by block in the pass

@@ -18,7 +18,7 @@ namespace llmc::quant {
 namespace {
 
 std::atomic<bool> enabled{true};
-std::atomic<uint64_t> rows_run{0}, fp4_rows_run{0};
+std::atomic<uint64_t> rows_run{0}, fp4_rows_run{0}, fp8_rows_run{0};
 
 #ifdef LLMC_PACK_AVX512
 
@@ -289,6 +289,82 @@ template <bool XBf16, bool SBf16> int fp4_dtypes(const fp4_pack_rows &a, int64_t
                        : fp4_rows<XBf16, SBf16, false, false>(a, r0, r1);
 }
 
+// fp8_codes_range's steps for rows [r0, r1): XBf16 / SBf16 the weight's and scale's dtypes, the
+// computation's bf16 only when both are, RBf16 the error's fake-quantized values' dtype. Zp: 0
+// none, 1 zero points, 2 zero points all +0 (symmetric schemes store them so): adding +0 still
+// turns -0 into +0, but rounds nothing, and grid - 0 is the grid value, which every dtype holds.
+template <bool XBf16, bool SBf16, int Zp, bool Err, bool RBf16>
+LLMC_AVX512 int fp8_rows(const fp8_pack_rows &a, int64_t r0, int64_t r1) {
+    constexpr bool TBf16 = XBf16 && SBf16;
+    const int64_t cols = a.cols, group = a.group, groups = cols / group;
+    const __m512 hi = _mm512_set1_ps(448.0f), lo = _mm512_set1_ps(-448.0f), zero = _mm512_setzero_ps();
+    const __m512 times512 = _mm512_set1_ps(512.0f), magic = _mm512_set1_ps(12582912.0f);
+    const __m512 over512 = _mm512_set1_ps(1.0f / 512.0f);
+    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), sign_bit = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    const __m512i half_less = _mm512_set1_epi32(0x7FFFF), one = _mm512_set1_epi32(1);
+    const __m512i smallest_normal = _mm512_set1_epi32(121 << 23), rebias = _mm512_set1_epi32(120 << 3);
+    __mmask16 nan = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t row = r * cols;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t k = a.per_row ? r * groups + g : 0;
+            const __m512 s = _mm512_set1_ps(scalar_at<SBf16>(a.scale, k));
+            const __m512 z = Zp == 1 ? _mm512_set1_ps(a.zero_point[k]) : zero;
+            for (int64_t c = g * group, end = (g + 1) * group; c < end; c += 16) {
+                const __m512 x = load16<XBf16>(a.x, row + c);
+                __m512 v = _mm512_div_ps(x, s);
+                nan = _kor_mask16(nan, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+                v = round_to<TBf16>(v);
+                if constexpr (Zp == 1) v = round_to<TBf16>(_mm512_add_ps(v, z));
+                if constexpr (Zp == 2) v = _mm512_add_ps(v, zero);
+                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                // fp8_e4m3_encode_in_range: a normal value keeps 3 mantissa bits (half to even, a
+                // carry into the exponent); below 2^-6 the grid is k * 2^-9, k by the magic add.
+                const __m512i bits = _mm512_castps_si512(v);
+                const __m512i sign = _mm512_and_si512(bits, sign_bit), mag = _mm512_and_si512(bits, magnitude);
+                const __m512i rr = _mm512_srli_epi32(
+                    _mm512_add_epi32(_mm512_add_epi32(mag, half_less), _mm512_and_si512(_mm512_srli_epi32(mag, 20), one)),
+                    20);
+                const __m512 kk = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_castsi512_ps(mag), times512), magic), magic);
+                const __mmask16 normal = _mm512_cmpge_epu32_mask(mag, smallest_normal);
+                const __m512i code = _mm512_mask_mov_epi32(_mm512_cvttps_epi32(kk), normal, _mm512_sub_epi32(rr, rebias));
+                _mm_storeu_si128(reinterpret_cast<__m128i *>(a.out + row + c),
+                                 _mm512_cvtepi32_epi8(_mm512_or_si512(code, _mm512_srli_epi32(sign, 24))));
+                if constexpr (Err) {
+                    const __m512i gbits = _mm512_or_si512(
+                        _mm512_mask_mov_epi32(_mm512_castps_si512(_mm512_mul_ps(kk, over512)), normal,
+                                              _mm512_slli_epi32(rr, 20)),
+                        sign);
+                    const __m512 grid = _mm512_castsi512_ps(gbits);
+                    // dequantize_one<S, R>: (grid - z) and its product with s rounded to the
+                    // scale's dtype, then to R.
+                    const __m512 q = Zp == 1 ? round_to<SBf16>(_mm512_sub_ps(grid, z)) : grid;
+                    acc = add_square(acc, round_to<RBf16 && !SBf16>(round_to<SBf16>(_mm512_mul_ps(q, s))), x);
+                }
+            }
+        }
+        if constexpr (Err) a.row_error[r] = lanes_sum(acc);
+    }
+    return nan != 0;
+}
+
+template <bool XBf16, bool SBf16, int Zp> int fp8_zp(const fp8_pack_rows &a, int64_t r0, int64_t r1) {
+    // The error's dtype: x's where asked, else the computation's.
+    if (!a.row_error) return fp8_rows<XBf16, SBf16, Zp, false, false>(a, r0, r1);
+    const bool r_bf16 = a.error_in_x ? XBf16 : (XBf16 && SBf16);
+    return r_bf16 ? fp8_rows<XBf16, SBf16, Zp, true, true>(a, r0, r1) : fp8_rows<XBf16, SBf16, Zp, true, false>(a, r0, r1);
+}
+
+template <bool XBf16, bool SBf16> int fp8_dtypes(const fp8_pack_rows &a, int64_t r0, int64_t r1) {
+    if (!a.zero_point) return fp8_zp<XBf16, SBf16, 0>(a, r0, r1);
+    const int64_t groups = a.cols / a.group;
+    const int64_t k0 = a.per_row ? r0 * groups : 0, k1 = a.per_row ? r1 * groups : 1;
+    bool zeros = true; // +0 only: v + -0 keeps a -0 quotient's sign, v + +0 does not
+    for (int64_t k = k0; k < k1 && zeros; ++k) zeros = a.zero_point[k] == 0.0f && !std::signbit(a.zero_point[k]);
+    return zeros ? fp8_zp<XBf16, SBf16, 2>(a, r0, r1) : fp8_zp<XBf16, SBf16, 1>(a, r0, r1);
+}
+
 template <bool Bf16, int Mode> int run_mode(const int_pack_rows &a, int64_t r0, int64_t r1) {
     if (a.scale_out)
         return a.row_error ? observe_rows<Bf16, Mode, true>(a, r0, r1) : observe_rows<Bf16, Mode, false>(a, r0, r1);
@@ -354,9 +430,30 @@ int fp4_pack_avx512_run(const fp4_pack_rows &a, int64_t r0, int64_t r1) {
 #endif
 }
 
+bool fp8_pack_avx512_serves(const fp8_pack_rows &a) {
+#ifdef LLMC_PACK_AVX512
+    return enabled && cpu_has_avx512() && a.out && a.group > 0 && a.group % 16 == 0 && a.cols % a.group == 0;
+#else
+    (void)a;
+    return false;
+#endif
+}
+
+int fp8_pack_avx512_run(const fp8_pack_rows &a, int64_t r0, int64_t r1) {
+#ifdef LLMC_PACK_AVX512
+    fp8_rows_run += static_cast<uint64_t>(r1 - r0);
+    if (a.x_bf16) return a.scale_bf16 ? fp8_dtypes<true, true>(a, r0, r1) : fp8_dtypes<true, false>(a, r0, r1);
+    return a.scale_bf16 ? fp8_dtypes<false, true>(a, r0, r1) : fp8_dtypes<false, false>(a, r0, r1);
+#else
+    (void)a, (void)r0, (void)r1;
+    return 0;
+#endif
+}
+
 bool pack_avx512_enable(bool on) { return enabled.exchange(on); }
 
 uint64_t int_pack_avx512_rows_run() { return rows_run; }
 uint64_t fp4_pack_avx512_rows_run() { return fp4_rows_run; }
+uint64_t fp8_pack_avx512_rows_run() { return fp8_rows_run; }
 
 } // namespace llmc::quant

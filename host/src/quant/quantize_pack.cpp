@@ -368,7 +368,7 @@ at::Tensor codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Te
     const X *xp = x.data_ptr<X>();
     const S *sp = scale.data_ptr<S>();
     uint8_t *op = out.data_ptr<uint8_t>();
-    // bf16 and float weights and scales: the AVX-512 FP4 loop where the CPU has it.
+    // bf16 and float weights and scales: the AVX-512 FP4 and FP8 loops where the CPU has them.
     constexpr bool avx_types = (std::is_same<X, float>::value || std::is_same<X, c10::BFloat16>::value) &&
                                (std::is_same<S, float>::value || std::is_same<S, c10::BFloat16>::value) &&
                                std::is_same<T, std::conditional_t<std::is_same<X, c10::BFloat16>::value &&
@@ -385,6 +385,19 @@ at::Tensor codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Te
         avx.per_row = per_row;
         avx.out = op;
         if (!fp4_pack_avx512_serves(avx)) avx.x = nullptr;
+    }
+    fp8_pack_rows avx8;
+    if (!Fp4 && avx_types) {
+        avx8.x = xp;
+        avx8.scale = sp;
+        avx8.x_bf16 = std::is_same<X, c10::BFloat16>::value;
+        avx8.scale_bf16 = std::is_same<S, c10::BFloat16>::value;
+        avx8.cols = cols;
+        avx8.group = group;
+        avx8.per_row = per_row;
+        avx8.out = op;
+        avx8.error_in_x = error_in_x;
+        if (!fp8_pack_avx512_serves(avx8)) avx8.x = nullptr;
     }
     const bool ok = fused_rows_run(
         x, zp, mean_squared_error, [&](int64_t r0, int64_t r1, const float *zpp, float *f, double *row_error) {
@@ -405,6 +418,12 @@ at::Tensor codes_rows(const at::Tensor &x, const at::Tensor &scale, const at::Te
                 if (!row_error) return run(fp4_codes_range<X, S, T, T, false>);
                 return run(fp4_codes_range<X, S, T, X, true>);
             } else {
+                if (avx8.x) {
+                    fp8_pack_rows rows = avx8;
+                    rows.zero_point = zpp;
+                    rows.row_error = row_error;
+                    return fp8_pack_avx512_run(rows, r0, r1);
+                }
                 auto run = [&](auto kernel) {
                     return kernel(xp, r0, r1, cols, group, per_row, sp, zpp, op, f, row_error);
                 };
