@@ -1,4 +1,4 @@
-// quantize_pack's fused INT and FP4 loops for their most common cases, written out in AVX-512
+// quantize_pack's fused INT, FP4 and FP8 loops for their most common cases, written out in AVX-512
 // intrinsics.
 //
 // INT: symmetric weights whose weight, scale and computation dtypes are all bf16 or all float,
